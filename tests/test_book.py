@@ -1,0 +1,105 @@
+"""Book-level tests: the toc matches the pages, and every chapter notebook is a clean jupytext pair.
+
+The checks live in `book_checks.py`; the last tests build broken trees to prove each check fails.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import jupytext
+import pytest
+from book_checks import notebook_problems, toc_entries, toc_problems
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_page_is_in_the_toc_and_every_toc_entry_exists():
+    problems = toc_problems(ROOT)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_chapter_notebook_is_paired_stripped_and_in_sync():
+    problems = notebook_problems(ROOT)
+    assert not problems, "\n".join(problems)
+
+
+def test_toc_has_the_root_and_appendix():
+    entries = toc_entries(ROOT)
+    assert entries[0] == "chapters/intro"
+    assert "chapters/bibliography" in entries and "chapters/appendix_api" in entries
+
+
+CHAPTER_MD = """---
+jupytext:
+  formats: ipynb,md:myst
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A chapter
+
+```{code-cell} ipython3
+x = 1 + 1
+```
+"""
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A minimal valid book tree with one paired chapter."""
+    (tmp_path / "chapters").mkdir()
+    shutil.copy(ROOT / "_toc.yml", tmp_path / "_toc.yml")
+    for entry in toc_entries(ROOT):
+        (tmp_path / f"{entry}.md").write_text("# page\n")
+    md = tmp_path / "chapters" / "01_test.md"
+    md.write_text(CHAPTER_MD)
+    jupytext.write(jupytext.read(md), md.with_suffix(".ipynb"), fmt="ipynb")
+    toc = (tmp_path / "_toc.yml").read_text()
+    (tmp_path / "_toc.yml").write_text(
+        toc.replace("parts:\n", "parts:\n  - caption: Test\n    chapters:\n"
+                                "      - file: chapters/01_test\n", 1))
+    assert toc_problems(tmp_path) == [] and notebook_problems(tmp_path) == []
+    return tmp_path
+
+
+def test_a_page_missing_from_the_toc_is_reported(tree):
+    (tree / "chapters" / "02_orphan.md").write_text("# orphan\n")
+    (problem,) = toc_problems(tree)
+    assert "chapters/02_orphan.md is not in _toc.yml" in problem
+
+
+def test_a_toc_entry_without_a_page_is_reported(tree):
+    (tree / "chapters" / "01_test.md").unlink()
+    (tree / "chapters" / "01_test.ipynb").unlink()
+    (problem,) = toc_problems(tree)
+    assert "lists 'chapters/01_test'" in problem
+
+
+def test_a_notebook_with_outputs_is_reported(tree):
+    path = tree / "chapters" / "01_test.ipynb"
+    nb = json.loads(path.read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["2\n"]}]
+    code["execution_count"] = 1
+    path.write_text(json.dumps(nb))
+    (problem,) = notebook_problems(tree)
+    assert "01_test.ipynb has outputs" in problem and "make sync" in problem
+
+
+def test_a_notebook_out_of_sync_is_reported(tree):
+    md = tree / "chapters" / "01_test.md"
+    md.write_text(md.read_text().replace("x = 1 + 1", "x = 1 + 2"))
+    (problem,) = notebook_problems(tree)
+    assert "01_test.ipynb is out of sync with 01_test.md" in problem
+
+
+def test_an_unpaired_notebook_is_reported(tree):
+    (tree / "chapters" / "01_test.md").unlink()
+    problems = notebook_problems(tree)
+    assert any("01_test.ipynb has no paired 01_test.md" in p for p in problems)
