@@ -31,7 +31,9 @@ def toc_entries(root: Path) -> list[str]:
                 walk(item)
 
     walk({k: v for k, v in toc.items() if k != "root"})
-    return [str(Path(e).with_suffix("")) if Path(e).suffix in {".md", ".ipynb"} else e for e in entries]
+    return [
+        str(Path(e).with_suffix("")) if Path(e).suffix in {".md", ".ipynb"} else e for e in entries
+    ]
 
 
 def toc_problems(root: Path) -> list[str]:
@@ -41,8 +43,10 @@ def toc_problems(root: Path) -> list[str]:
     listed = set(entries)
     for entry in entries:
         if not any((root / f"{entry}{suffix}").exists() for suffix in (".md", ".ipynb")):
-            problems.append(f"_toc.yml lists '{entry}' but neither {entry}.md nor {entry}.ipynb exists: "
-                            "add the page or remove the entry.")
+            problems.append(
+                f"_toc.yml lists '{entry}' but neither {entry}.md nor {entry}.ipynb exists: "
+                "add the page or remove the entry."
+            )
     if len(entries) != len(listed):
         dupes = sorted({e for e in entries if entries.count(e) > 1})
         problems.append(f"_toc.yml lists these pages more than once: {dupes}.")
@@ -51,8 +55,10 @@ def toc_problems(root: Path) -> list[str]:
             continue
         entry = f"{CHAPTERS}/{page.stem}"
         if entry not in listed:
-            problems.append(f"{page.relative_to(root)} is not in _toc.yml: add '- file: {entry}' "
-                            "to the right part, or the book will not show it.")
+            problems.append(
+                f"{page.relative_to(root)} is not in _toc.yml: add '- file: {entry}' "
+                "to the right part, or the book will not show it."
+            )
     return problems
 
 
@@ -62,8 +68,9 @@ def _is_notebook_md(path: Path) -> bool:
 
 
 def _cells(notebook) -> list[tuple[str, str, list[str]]]:
-    return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", [])))
-            for c in notebook.cells]
+    return [
+        (c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in notebook.cells
+    ]
 
 
 def notebook_problems(root: Path) -> list[str]:
@@ -72,31 +79,47 @@ def notebook_problems(root: Path) -> list[str]:
     chapters = root / CHAPTERS
     for md in sorted(chapters.glob("*.md")):
         if _is_notebook_md(md) and not md.with_suffix(".ipynb").exists():
-            problems.append(f"{md.relative_to(root)} is a notebook with no paired .ipynb: "
-                            f"run `jupytext --to ipynb {md.relative_to(root)}`.")
+            problems.append(
+                f"{md.relative_to(root)} is a notebook with no paired .ipynb: "
+                f"run `jupytext --to ipynb {md.relative_to(root)}`."
+            )
     for nb_path in sorted(chapters.glob("*.ipynb")):
         rel = nb_path.relative_to(root)
         md = nb_path.with_suffix(".md")
         if not md.exists():
-            problems.append(f"{rel} has no paired {md.name}: the .md is the source; create it with "
-                            f"`jupytext --set-formats ipynb,md:myst {rel}`.")
+            problems.append(
+                f"{rel} has no paired {md.name}: the .md is the source; create it with "
+                f"`jupytext --set-formats ipynb,md:myst {rel}`."
+            )
             continue
         raw = json.loads(nb_path.read_text())
-        dirty = [i for i, c in enumerate(raw["cells"]) if c["cell_type"] == "code"
-                 and (c.get("outputs") or c.get("execution_count") is not None)]
+        dirty = [
+            i
+            for i, c in enumerate(raw["cells"])
+            if c["cell_type"] == "code"
+            and (c.get("outputs") or c.get("execution_count") is not None)
+        ]
         if dirty:
-            problems.append(f"{rel} has outputs or execution counts in code cells {dirty}: "
-                            "strip them with `make sync` (notebooks are committed without outputs).")
+            problems.append(
+                f"{rel} has outputs or execution counts in code cells {dirty}: "
+                "strip them with `make sync` (notebooks are committed without outputs)."
+            )
         formats = raw.get("metadata", {}).get("jupytext", {}).get("formats", "")
         if "md:myst" not in formats:
-            problems.append(f"{rel} is not paired with its .md (metadata jupytext.formats is "
-                            f"'{formats}'): run `jupytext --set-formats ipynb,md:myst {rel}`.")
+            problems.append(
+                f"{rel} is not paired with its .md (metadata jupytext.formats is "
+                f"'{formats}'): run `jupytext --set-formats ipynb,md:myst {rel}`."
+            )
         from_md = _cells(jupytext.read(md))
         from_nb = _cells(jupytext.read(nb_path))
         if from_md != from_nb:
-            first = next((i for i, (a, b) in enumerate(zip(from_md, from_nb, strict=False))
-                          if a != b), min(len(from_md), len(from_nb)))
-            problems.append(f"{rel} is out of sync with {md.name} (first difference at cell {first}; "
-                            f"{len(from_md)} cells in the .md, {len(from_nb)} in the .ipynb): "
-                            "edit the .md, then run `make sync`.")
+            first = next(
+                (i for i, (a, b) in enumerate(zip(from_md, from_nb, strict=False)) if a != b),
+                min(len(from_md), len(from_nb)),
+            )
+            problems.append(
+                f"{rel} is out of sync with {md.name} (first difference at cell {first}; "
+                f"{len(from_md)} cells in the .md, {len(from_nb)} in the .ipynb): "
+                "edit the .md, then run `make sync`."
+            )
     return problems

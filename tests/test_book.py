@@ -62,8 +62,12 @@ def tree(tmp_path):
     jupytext.write(jupytext.read(md), md.with_suffix(".ipynb"), fmt="ipynb")
     toc = (tmp_path / "_toc.yml").read_text()
     (tmp_path / "_toc.yml").write_text(
-        toc.replace("parts:\n", "parts:\n  - caption: Test\n    chapters:\n"
-                                "      - file: chapters/01_test\n", 1))
+        toc.replace(
+            "parts:\n",
+            "parts:\n  - caption: Test\n    chapters:\n      - file: chapters/01_test\n",
+            1,
+        )
+    )
     assert toc_problems(tmp_path) == [] and notebook_problems(tmp_path) == []
     return tmp_path
 

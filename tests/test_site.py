@@ -33,8 +33,9 @@ def test_notebook_pages_have_a_colab_button_pointing_at_their_ipynb(html):
     notebooks = sorted((ROOT / "chapters").glob("[0-9]*.ipynb"))
     for nb in notebooks:
         page = (html / "chapters" / f"{nb.stem}.html").read_text()
-        expected = (f"https://colab.research.google.com/github/{repo}/blob/{branch}/"
-                    f"chapters/{nb.name}")
+        expected = (
+            f"https://colab.research.google.com/github/{repo}/blob/{branch}/chapters/{nb.name}"
+        )
         links = re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', page)
         assert links == [expected], f"{nb.stem}.html: Colab links {links}, expected [{expected}]"
 
