@@ -1,10 +1,83 @@
 """kdbook: knowledge distillation in the kernel regime.
 
 The library behind the executable textbook *Knowledge Distillation in the Kernel Regime*. Every
-model becomes a pure function ``apply(params, x)``; the NTK, linearization, pruning and theory code
-work on that contract and on pytrees.
+model becomes a pure function ``apply(params, x)`` (:func:`kdbook.functional.functionalize`); the
+NTK, linearization, pruning and theory code work on that contract and on pytrees.
+
+Modules: :mod:`kdbook.models` (Flax NNX networks), :mod:`kdbook.functional` (the contract and
+pytree helpers), :mod:`kdbook.losses` (KD objective), :mod:`kdbook.train` (training loops),
+:mod:`kdbook.data` (synthetic tasks and digits), :mod:`kdbook.precision` (float64 switch).
 """
+
+from kdbook.data import (
+    GaussianBumps,
+    GaussianMixture,
+    digits_split,
+    flip_labels,
+    make_gaussian_bumps,
+    make_gaussian_mixture,
+    make_hierarchical_mixture,
+    sample_angular,
+    sample_gaussian_mixture,
+    sample_uniform,
+)
+from kdbook.functional import (
+    functionalize,
+    tree_add,
+    tree_angle,
+    tree_difference,
+    tree_inner,
+    tree_norm,
+    tree_scale,
+    tree_size,
+)
+from kdbook.losses import (
+    accuracy,
+    cross_entropy,
+    kd_logit_gradient,
+    kd_loss,
+    logit_matching_loss,
+    smooth_labels,
+    soft_targets,
+)
+from kdbook.models import MLP, Dense
+from kdbook.precision import float64
+from kdbook.train import FitResult, distill, fit, train_scan
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "MLP",
+    "Dense",
+    "FitResult",
+    "GaussianBumps",
+    "GaussianMixture",
+    "__version__",
+    "accuracy",
+    "cross_entropy",
+    "digits_split",
+    "distill",
+    "fit",
+    "flip_labels",
+    "float64",
+    "functionalize",
+    "kd_logit_gradient",
+    "kd_loss",
+    "logit_matching_loss",
+    "make_gaussian_bumps",
+    "make_gaussian_mixture",
+    "make_hierarchical_mixture",
+    "sample_angular",
+    "sample_gaussian_mixture",
+    "sample_uniform",
+    "smooth_labels",
+    "soft_targets",
+    "train_scan",
+    "tree_add",
+    "tree_angle",
+    "tree_difference",
+    "tree_inner",
+    "tree_norm",
+    "tree_scale",
+    "tree_size",
+]

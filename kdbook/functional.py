@@ -1,0 +1,115 @@
+"""The model contract: every model becomes a pure function ``apply(params, x)``.
+
+:func:`functionalize` turns a Flax NNX module into that pair; the pytree helpers below work on any
+parameter pytree (inner products, norms and angles between weight changes), so the NTK,
+linearization, pruning and theory code never depend on a specific module class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = [
+    "functionalize",
+    "tree_add",
+    "tree_angle",
+    "tree_difference",
+    "tree_inner",
+    "tree_norm",
+    "tree_scale",
+    "tree_size",
+]
+
+Params = Any
+Apply = Callable[[Params, jax.Array], jax.Array]
+
+
+def functionalize(model: nnx.Module) -> tuple[Apply, Params]:
+    """Split an NNX module into a pure ``apply(params, x)`` and its parameters.
+
+    Only ``nnx.Param`` variables become ``params``; any other state (e.g. fixed output weights
+    stored as plain variables) is closed over as a constant. The returned function is pure, so
+    ``jax.jit``, ``jax.grad``, ``jax.jvp`` and ``jax.vmap`` apply to it directly.
+
+    Args:
+        model: a Flax NNX module whose ``__call__`` maps a batch ``x`` to outputs.
+
+    Returns:
+        ``(apply, params)``: ``apply(params, x)`` evaluates the module with ``params``
+        (an ``nnx.State`` pytree of arrays) on ``x``.
+
+    Example:
+        >>> apply, params = functionalize(MLP(4, depth=1, width=64, out_features=1,
+        ...                                    rngs=nnx.Rngs(0)))
+        >>> apply(params, jnp.ones((8, 4))).shape
+        (8, 1)
+    """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        return nnx.merge(graphdef, params, rest)(x)
+
+    return apply, params
+
+
+def tree_inner(a: Params, b: Params) -> jax.Array:
+    """Euclidean inner product ``<a, b>`` of two pytrees with the same structure."""
+    _check_same_structure(a, b)
+    leaves = jax.tree.leaves(jax.tree.map(lambda u, v: jnp.vdot(u, v), a, b))
+    return sum(leaves, jnp.zeros((), dtype=jnp.result_type(*jax.tree.leaves(a))))
+
+
+def tree_norm(a: Params) -> jax.Array:
+    """Euclidean norm of a pytree flattened into one vector."""
+    return jnp.sqrt(sum(jnp.sum(jnp.abs(u) ** 2) for u in jax.tree.leaves(a)))
+
+
+def tree_difference(a: Params, b: Params) -> Params:
+    """Leafwise ``a - b`` (e.g. the weight change ``theta_t - theta_0``)."""
+    _check_same_structure(a, b)
+    return jax.tree.map(jnp.subtract, a, b)
+
+
+def tree_add(a: Params, b: Params) -> Params:
+    """Leafwise ``a + b``."""
+    _check_same_structure(a, b)
+    return jax.tree.map(jnp.add, a, b)
+
+
+def tree_scale(a: Params, scale: float | jax.Array) -> Params:
+    """Leafwise ``scale * a``."""
+    return jax.tree.map(lambda u: scale * u, a)
+
+
+def tree_angle(a: Params, b: Params) -> jax.Array:
+    """Angle in radians between two pytrees seen as vectors, in ``[0, pi]``.
+
+    Raises:
+        ValueError: if either pytree is zero (the angle is undefined).
+    """
+    na, nb = tree_norm(a), tree_norm(b)
+    if not isinstance(na, jax.core.Tracer) and (float(na) == 0.0 or float(nb) == 0.0):
+        raise ValueError("tree_angle: the angle to a zero pytree is undefined")
+    cosine = tree_inner(a, b) / (na * nb)
+    return jnp.arccos(jnp.clip(cosine, -1.0, 1.0))
+
+
+def tree_size(a: Params) -> int:
+    """Total number of scalars in a pytree."""
+    return sum(int(u.size) for u in jax.tree.leaves(a))
+
+
+def _check_same_structure(a: Params, b: Params) -> None:
+    sa, sb = jax.tree.structure(a), jax.tree.structure(b)
+    if sa != sb:
+        raise ValueError(f"pytrees have different structures: {sa} vs {sb}")
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if u.shape != v.shape:
+            raise ValueError(f"pytree leaves have different shapes: {u.shape} vs {v.shape}")

@@ -1,0 +1,399 @@
+r"""Distillation losses: soft targets, cross-entropy, label smoothing, the KD objective; accuracy.
+
+The KD objective of Hinton et al. (2015) mixes a hard-label term and a soft-target term with the
+**soft ratio** :math:`\rho \in [0, 1]` and the **temperature** :math:`T > 0`. With student logits
+:math:`z^s`, teacher logits :math:`z^t`, label :math:`y` and :math:`p_T(z) = \mathrm{softmax}(z/T)`
+(or :math:`\sigma(z/T)` for a binary, one-logit model), the two conventions are
+
+.. math::
+
+    \text{"hinton"}:\quad \ell = (1-\rho)\,\mathrm{CE}(y, p_1(z^s))
+        + \rho\, T^2\, \mathrm{KL}\big(p_T(z^t) \,\Vert\, p_T(z^s)\big)
+
+    \text{"shared"}:\quad \ell = (1-\rho)\,\mathrm{CE}(y, p_T(z^s))
+        + \rho\, \mathrm{KL}\big(p_T(z^t) \,\Vert\, p_T(z^s)\big)
+
+**Why** :math:`T^2`: the gradient of the soft term with respect to :math:`z^s` is
+:math:`\frac{1}{T}(p_T(z^s) - p_T(z^t))`, whose size shrinks like :math:`1/T^2` for large
+:math:`T` (the probabilities approach uniform at rate :math:`1/T`). Multiplying by :math:`T^2`
+keeps the soft term's gradient comparable across temperatures; as :math:`T \to \infty` it becomes
+the gradient of logit matching, :func:`logit_matching_loss`. The "shared" convention (one
+temperature in both terms, no :math:`T^2`) is the one whose stationary point has a closed form,
+used in the analysis of wide students (Ji & Zhu, 2020). At ``T = 1`` the two conventions agree.
+
+**KL or cross-entropy**: :math:`\mathrm{CE}(p, q) = \mathrm{KL}(p \Vert q) + H(p)`. The teacher's
+entropy :math:`H(p_T(z^t))` does not depend on the student, so ``soft_term="kl"`` and
+``soft_term="ce"`` differ by a constant and give identical gradients; ``"kl"`` is zero when the
+student matches the teacher.
+
+Every loss here is the **mean over the batch**. Bad input (``soft_ratio`` outside ``[0, 1]``,
+``temperature <= 0``, mismatched shapes, labels out of range, an empty batch) raises a
+``ValueError`` naming the argument; value checks are skipped for traced values (inside ``jit`` or
+``vmap``), where only shapes are checked.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import xlogy
+from jax.typing import ArrayLike
+
+__all__ = [
+    "accuracy",
+    "cross_entropy",
+    "kd_logit_gradient",
+    "kd_loss",
+    "logit_matching_loss",
+    "smooth_labels",
+    "soft_targets",
+]
+
+FORMS = ("softmax", "sigmoid")
+CONVENTIONS = ("hinton", "shared")
+SOFT_TERMS = ("kl", "ce")
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _check_logits(name: str, logits: jax.Array, form: str) -> jax.Array:
+    """Validate logits' shape; sigmoid logits are returned with shape (n,)."""
+    _check_choice("form", form, FORMS)
+    if form == "softmax":
+        if logits.ndim != 2 or logits.shape[1] < 2:
+            raise ValueError(
+                f"{name} must have shape (n, k) with k >= 2 classes for "
+                f"form='softmax', got shape {logits.shape}"
+            )
+    else:
+        if logits.ndim == 2 and logits.shape[1] == 1:
+            logits = logits[:, 0]
+        if logits.ndim != 1:
+            raise ValueError(
+                f"{name} must have shape (n,) or (n, 1) for form='sigmoid' "
+                f"(one logit per example), got shape {logits.shape}"
+            )
+    if logits.shape[0] == 0:
+        raise ValueError(f"{name} is empty: the batch needs at least one example")
+    return logits
+
+
+def _check_labels(labels: jax.Array, n: int, num_classes: int) -> jax.Array:
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) to match the logits, got {labels.shape}")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if _concrete(labels) and n:
+        # NumPy, not jnp: inside a jit trace jnp ops on constants return tracers.
+        low, high = int(np.min(np.asarray(labels))), int(np.max(np.asarray(labels)))
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"labels must lie in [0, {num_classes - 1}], got values in [{low}, {high}]"
+            )
+    return labels
+
+
+def _check_unit_interval(name: str, value, *, closed_right: bool = True) -> None:
+    if _concrete(value):
+        v = float(value)
+        ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
+        if not ok:
+            interval = "[0, 1]" if closed_right else "[0, 1)"
+            raise ValueError(f"{name} must lie in {interval}, got {v}")
+
+
+def _check_temperature(temperature) -> None:
+    if _concrete(temperature) and not float(temperature) > 0:
+        raise ValueError(f"temperature must be > 0, got {float(temperature)}")
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def soft_targets(
+    logits: ArrayLike, *, temperature: float = 1.0, form: str = "softmax"
+) -> jax.Array:
+    r"""Class probabilities at temperature :math:`T`: softmax or sigmoid of :math:`z/T`.
+
+    Args:
+        logits: ``(n, k)`` for ``form="softmax"``; ``(n,)`` or ``(n, 1)`` for ``"sigmoid"``.
+        temperature: :math:`T > 0`; larger values give softer (closer to uniform) targets.
+        form: ``"softmax"`` (multi-class) or ``"sigmoid"`` (binary, one logit).
+
+    Returns:
+        ``(n, k)`` probabilities, or ``(n,)`` probabilities of class 1 for ``"sigmoid"``.
+    """
+    logits = _check_logits("logits", jnp.asarray(logits), form)
+    _check_temperature(temperature)
+    scaled = logits / temperature
+    return jax.nn.softmax(scaled, axis=-1) if form == "softmax" else jax.nn.sigmoid(scaled)
+
+
+def smooth_labels(
+    labels: ArrayLike, num_classes: int, *, label_smoothing: float = 0.0
+) -> jax.Array:
+    r"""One-hot targets with label smoothing :math:`(1-\epsilon)\,e_y + \epsilon / k`.
+
+    Args:
+        labels: ``(n,)`` integer class indices in ``[0, num_classes)``.
+        num_classes: :math:`k`; use ``2`` for a binary (sigmoid) model.
+        label_smoothing: :math:`\epsilon \in [0, 1)`.
+
+    Returns:
+        ``(n, k)`` target probabilities.
+    """
+    labels = jnp.asarray(labels)
+    _check_labels(labels, labels.shape[0] if labels.ndim == 1 else -1, num_classes)
+    _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
+    one_hot = jax.nn.one_hot(labels, num_classes)
+    return (1.0 - label_smoothing) * one_hot + label_smoothing / num_classes
+
+
+def _hard_probs(labels, num_classes, label_smoothing, form):
+    """Hard targets in the representation of the form: (n, k) or P(class 1) of shape (n,)."""
+    probs = smooth_labels(labels, num_classes, label_smoothing=label_smoothing)
+    return probs if form == "softmax" else probs[:, 1]
+
+
+def _cross_entropy_rows(logits, target_probs, form):
+    """Per-example CE(target, p(logits)), computed from log-probabilities (no log of 0)."""
+    if form == "softmax":
+        return -jnp.sum(target_probs * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    return -(
+        target_probs * jax.nn.log_sigmoid(logits)
+        + (1.0 - target_probs) * jax.nn.log_sigmoid(-logits)
+    )
+
+
+def _entropy_rows(probs, form):
+    if form == "softmax":
+        return -jnp.sum(xlogy(probs, probs), axis=-1)
+    return -(xlogy(probs, probs) + xlogy(1.0 - probs, 1.0 - probs))
+
+
+def cross_entropy(
+    logits: ArrayLike, labels: ArrayLike, *, form: str = "softmax", label_smoothing: float = 0.0
+) -> jax.Array:
+    r"""Mean cross-entropy with hard labels, optionally smoothed.
+
+    .. math:: \frac{1}{n}\sum_i \mathrm{CE}\big((1-\epsilon) e_{y_i} + \epsilon/k,\; p_1(z_i)\big)
+
+    Args:
+        logits: ``(n, k)`` (softmax) or ``(n,)``/``(n, 1)`` (sigmoid).
+        labels: ``(n,)`` integer labels in ``[0, k)`` (``{0, 1}`` for sigmoid).
+        form: ``"softmax"`` or ``"sigmoid"``.
+        label_smoothing: :math:`\epsilon \in [0, 1)`.
+
+    Returns:
+        A scalar.
+    """
+    logits = _check_logits("logits", jnp.asarray(logits), form)
+    num_classes = logits.shape[1] if form == "softmax" else 2
+    labels = _check_labels(jnp.asarray(labels), logits.shape[0], num_classes)
+    targets = _hard_probs(labels, num_classes, label_smoothing, form)
+    return jnp.mean(_cross_entropy_rows(logits, targets, form))
+
+
+# ----------------------------------------------------------------------------- the KD objective
+
+
+def _check_kd_inputs(
+    student_logits,
+    teacher_logits,
+    labels,
+    soft_ratio,
+    temperature,
+    form,
+    convention,
+    label_smoothing,
+):
+    _check_choice("convention", convention, CONVENTIONS)
+    student = _check_logits("student_logits", jnp.asarray(student_logits), form)
+    teacher = _check_logits("teacher_logits", jnp.asarray(teacher_logits), form)
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"student_logits and teacher_logits must have the same shape, got "
+            f"{student.shape} and {teacher.shape}"
+        )
+    num_classes = student.shape[1] if form == "softmax" else 2
+    labels = _check_labels(jnp.asarray(labels), student.shape[0], num_classes)
+    _check_unit_interval("soft_ratio", soft_ratio)
+    _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
+    _check_temperature(temperature)
+    return student, teacher, labels, num_classes
+
+
+def kd_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    soft_ratio: float,
+    temperature: float,
+    form: str = "softmax",
+    convention: str = "hinton",
+    soft_term: str = "kl",
+    label_smoothing: float = 0.0,
+) -> jax.Array:
+    r"""The knowledge-distillation objective, mean over the batch.
+
+    .. math::
+
+        \ell = (1-\rho)\,\mathrm{CE}\big(\tilde y,\; p_{T_h}(z^s)\big)
+             + \rho\, c_T\, D\big(p_T(z^t),\; p_T(z^s)\big)
+
+    with :math:`\tilde y` the (optionally smoothed) one-hot label, :math:`D` the KL divergence
+    (``soft_term="kl"``) or cross-entropy (``"ce"``), and
+
+    * ``convention="hinton"``: :math:`T_h = 1`, :math:`c_T = T^2` (Hinton et al., 2015);
+    * ``convention="shared"``: :math:`T_h = T`, :math:`c_T = 1`.
+
+    ``soft_ratio=0`` is plain cross-entropy with the labels; ``soft_ratio=1`` uses the teacher only.
+
+    Args:
+        student_logits: ``(n, k)`` (softmax) or ``(n,)``/``(n, 1)`` (sigmoid).
+        teacher_logits: same shape as ``student_logits``; treated as constants.
+        labels: ``(n,)`` integer ground-truth labels.
+        soft_ratio: :math:`\rho \in [0, 1]`, the weight of the soft-target term.
+        temperature: :math:`T > 0`.
+        form: ``"softmax"`` or ``"sigmoid"``.
+        convention: ``"hinton"`` or ``"shared"``, see above.
+        soft_term: ``"kl"`` or ``"ce"``; same gradients, values differ by the teacher's entropy.
+        label_smoothing: :math:`\epsilon \in [0, 1)` applied to the hard-label term.
+
+    Returns:
+        A scalar.
+
+    Example:
+        >>> kd_loss(student, teacher, y, soft_ratio=0.9, temperature=4.0)
+    """
+    _check_choice("soft_term", soft_term, SOFT_TERMS)
+    student, teacher, labels, num_classes = _check_kd_inputs(
+        student_logits,
+        teacher_logits,
+        labels,
+        soft_ratio,
+        temperature,
+        form,
+        convention,
+        label_smoothing,
+    )
+    teacher = jax.lax.stop_gradient(teacher)
+    hard_temperature = 1.0 if convention == "hinton" else temperature
+    soft_scale = temperature**2 if convention == "hinton" else 1.0
+
+    hard = _cross_entropy_rows(
+        student / hard_temperature, _hard_probs(labels, num_classes, label_smoothing, form), form
+    )
+    teacher_probs = soft_targets(teacher, temperature=temperature, form=form)
+    soft = _cross_entropy_rows(student / temperature, teacher_probs, form)
+    if soft_term == "kl":
+        soft = soft - _entropy_rows(teacher_probs, form)
+    return jnp.mean((1.0 - soft_ratio) * hard + soft_ratio * soft_scale * soft)
+
+
+def kd_logit_gradient(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    soft_ratio: float,
+    temperature: float,
+    form: str = "softmax",
+    convention: str = "hinton",
+    label_smoothing: float = 0.0,
+) -> jax.Array:
+    r"""Closed-form gradient of :func:`kd_loss` with respect to the student's logits.
+
+    With :math:`p^s_T = p_T(z^s)`, :math:`p^t_T = p_T(z^t)` and the smoothed one-hot label
+    :math:`\tilde y`, per example (the mean over the batch divides by :math:`n`):
+
+    .. math::
+
+        \text{hinton}:\quad \frac{\partial \ell}{\partial z^s}
+            = (1-\rho)\,(p^s_1 - \tilde y) + \rho\, T\,(p^s_T - p^t_T)
+
+        \text{shared}:\quad \frac{\partial \ell}{\partial z^s}
+            = \tfrac{1}{T}\big[(1-\rho)\,(p^s_T - \tilde y) + \rho\,(p^s_T - p^t_T)\big]
+
+    The same formulas hold for the sigmoid form with :math:`\sigma` in place of softmax and
+    :math:`\tilde y` the probability of class 1. The soft part is a per-example *re-weighting* of
+    the hard-label gradient when the teacher is confident (Tang et al., 2020).
+
+    Returns:
+        An array shaped like ``student_logits`` (``(n,)`` for the sigmoid form).
+    """
+    student, teacher, labels, num_classes = _check_kd_inputs(
+        student_logits,
+        teacher_logits,
+        labels,
+        soft_ratio,
+        temperature,
+        form,
+        convention,
+        label_smoothing,
+    )
+    n = student.shape[0]
+    target = _hard_probs(labels, num_classes, label_smoothing, form)
+    p_s_t = soft_targets(student, temperature=temperature, form=form)
+    p_t_t = soft_targets(teacher, temperature=temperature, form=form)
+    if convention == "hinton":
+        p_s_1 = soft_targets(student, temperature=1.0, form=form)
+        grad = (1.0 - soft_ratio) * (p_s_1 - target) + soft_ratio * temperature * (p_s_t - p_t_t)
+    else:
+        grad = ((1.0 - soft_ratio) * (p_s_t - target) + soft_ratio * (p_s_t - p_t_t)) / temperature
+    return grad / n
+
+
+def logit_matching_loss(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, *, form: str = "softmax"
+) -> jax.Array:
+    r"""The :math:`T \to \infty` limit of the :math:`T^2`-scaled soft term: logit matching.
+
+    For the softmax form, with logits centred per example (:math:`\bar z = z - \mathrm{mean}(z)`),
+
+    .. math:: \frac{1}{n} \sum_i \frac{1}{2k} \lVert \bar z^s_i - \bar z^t_i \rVert^2,
+
+    and for the sigmoid form :math:`\frac{1}{n}\sum_i \frac{1}{8}(z^s_i - z^t_i)^2`. Its gradient is
+    the limit of :math:`T(p_T(z^s) - p_T(z^t))/n` as :math:`T \to \infty` (Hinton et al., 2015,
+    Section 2.1): a first-order expansion of the softmax around the uniform distribution.
+
+    Returns:
+        A scalar.
+    """
+    student = _check_logits("student_logits", jnp.asarray(student_logits), form)
+    teacher = _check_logits("teacher_logits", jnp.asarray(teacher_logits), form)
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"student_logits and teacher_logits must have the same shape, got "
+            f"{student.shape} and {teacher.shape}"
+        )
+    teacher = jax.lax.stop_gradient(teacher)
+    if form == "sigmoid":
+        return jnp.mean((student - teacher) ** 2) / 8.0
+    diff = student - teacher
+    diff = diff - jnp.mean(diff, axis=-1, keepdims=True)
+    return jnp.mean(jnp.sum(diff**2, axis=-1)) / (2.0 * student.shape[1])
+
+
+def accuracy(logits: ArrayLike, labels: ArrayLike, *, form: str = "softmax") -> jax.Array:
+    """Fraction of examples whose predicted class (argmax, or ``logit > 0``) equals the label."""
+    logits = _check_logits("logits", jnp.asarray(logits), form)
+    num_classes = logits.shape[1] if form == "softmax" else 2
+    labels = _check_labels(jnp.asarray(labels), logits.shape[0], num_classes)
+    if form == "softmax":
+        predicted = jnp.argmax(logits, axis=-1)
+    else:
+        predicted = (logits > 0).astype(labels.dtype)
+    return jnp.mean(predicted == labels)

@@ -1,0 +1,335 @@
+"""Training: one jitted training loop for any ``apply(params, x)`` and any Optax optimizer.
+
+* :func:`fit` is the loop a reader watches: progress bar, a history of metrics, evaluation every
+  ``k`` steps, in-memory checkpoints and early stopping.
+* :func:`train_scan` runs the *same* update steps inside ``jax.lax.scan``, with no Python side
+  effects, so a whole training run can be ``jax.vmap``-ed over seeds or hyperparameters.
+* :func:`distill` trains a student on a teacher's logits with :func:`kdbook.losses.kd_loss`.
+
+A loss is a function ``loss(outputs, *targets) -> scalar`` where ``outputs = apply(params, x)`` and
+``data = (x, *targets)``. Full-batch training needs no key; minibatches are drawn by shuffling the
+data once per epoch with ``fold_in(key, epoch)`` (the last incomplete batch is dropped), so the
+same key, data and settings give the same result, bit for bit, on one machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from kdbook.losses import kd_loss
+
+__all__ = ["FitResult", "distill", "fit", "train_scan"]
+
+Params = Any
+Apply = Callable[[Params, jax.Array], jax.Array]
+Loss = Callable[..., jax.Array]
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns.
+
+    Attributes:
+        params: the trained parameters (the best ones seen, when early stopping monitors a metric).
+        history: ``"step"`` and ``"loss"`` (training loss before each update), ``"eval_step"`` and
+            one array per metric returned by ``eval_fn``; all NumPy arrays.
+        checkpoints: ``{step: params}`` for each requested checkpoint step reached (the parameters
+            after ``step`` updates; step 0 is the initialisation).
+        best_step: with early stopping, the step of the best monitored value; else ``None``.
+    """
+
+    params: Params
+    history: dict[str, np.ndarray]
+    checkpoints: dict[int, Params]
+    best_step: int | None
+
+
+def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
+    if not isinstance(data, tuple | list) or len(data) == 0:
+        raise ValueError("data must be a non-empty tuple (x, *targets) of arrays")
+    sizes = {int(jnp.shape(a)[0]) if jnp.ndim(a) else -1 for a in data}
+    if len(sizes) != 1 or -1 in sizes:
+        shapes = [jnp.shape(a) for a in data]
+        raise ValueError(
+            f"every array in data must have the same leading (example) dimension, "
+            f"got shapes {shapes}"
+        )
+    (n,) = sizes
+    if n == 0:
+        raise ValueError("data is empty: it needs at least one example")
+    if batch_size is not None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if batch_size > n:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the data ({n} examples); "
+                "use batch_size=None for full-batch training"
+            )
+        if key is None:
+            raise ValueError("minibatch training (batch_size set) needs a PRNG key: pass key=...")
+    return n
+
+
+def _check_steps(steps) -> None:
+    if not isinstance(steps, int | np.integer) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+
+
+def _make_step(
+    apply: Apply,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    n: int,
+    batch_size: int | None,
+):
+    """The pure update ``(params, opt_state, step, key, data) -> (params, opt_state, loss)``."""
+
+    def batch_at(step, key, data):
+        if batch_size is None:
+            return data
+        per_epoch = n // batch_size
+        order = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
+        index = jax.lax.dynamic_slice_in_dim(order, (step % per_epoch) * batch_size, batch_size)
+        return tuple(jnp.take(a, index, axis=0) for a in data)
+
+    def objective(params, batch):
+        return loss(apply(params, batch[0]), *batch[1:])
+
+    def step(params, opt_state, step, key, data):
+        value, grads = jax.value_and_grad(objective)(params, batch_at(step, key, data))
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return step
+
+
+def train_scan(
+    apply: Apply,
+    params: Params,
+    data: Sequence[jax.Array],
+    *,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    key: jax.Array | None = None,
+    batch_size: int | None = None,
+) -> tuple[Params, jax.Array]:
+    """Run ``steps`` updates inside ``jax.lax.scan``: jittable and ``vmap``-able.
+
+    The updates are exactly those of :func:`fit` with the same arguments. Use it to train many
+    models at once, e.g. ``jax.vmap(lambda rho: train_scan(..., loss=partial(kd_loss,
+    soft_ratio=rho, ...))[0])(rhos)``.
+
+    Args:
+        apply: ``apply(params, x) -> outputs``.
+        params: initial parameters (any pytree).
+        data: ``(x, *targets)``, arrays sharing the leading dimension ``n``.
+        loss: ``loss(outputs, *targets) -> scalar``.
+        optimizer: an Optax gradient transformation.
+        steps: number of updates.
+        key: PRNG key for minibatch order (required when ``batch_size`` is set).
+        batch_size: minibatch size, or ``None`` for full-batch.
+
+    Returns:
+        ``(params, losses)``: the final parameters and the ``(steps,)`` training losses.
+    """
+    data = tuple(data)
+    n = _check_data(data, batch_size, key)
+    _check_steps(steps)
+    step = _make_step(apply, loss, optimizer, n, batch_size)
+    key = jax.random.key(0) if key is None else key
+
+    def body(carry, i):
+        params, opt_state = carry
+        params, opt_state, value = step(params, opt_state, i, key, data)
+        return (params, opt_state), value
+
+    (params, _), losses = jax.lax.scan(body, (params, optimizer.init(params)), jnp.arange(steps))
+    return params, losses
+
+
+def fit(
+    apply: Apply,
+    params: Params,
+    data: Sequence[jax.Array],
+    *,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    key: jax.Array | None = None,
+    batch_size: int | None = None,
+    eval_fn: Callable[[Params], dict] | None = None,
+    eval_every: int | None = None,
+    checkpoint_steps: Iterable[int] = (),
+    patience: int | None = None,
+    monitor: str | None = None,
+    minimize: bool = True,
+    progress: bool = True,
+    desc: str = "training",
+) -> FitResult:
+    """Train ``params`` of ``apply`` on ``data`` with an Optax optimizer.
+
+    Args:
+        apply: ``apply(params, x) -> outputs``; for an NNX model use
+            :func:`kdbook.functional.functionalize`.
+        params: initial parameters.
+        data: ``(x, *targets)``, arrays sharing the leading dimension ``n``.
+        loss: ``loss(outputs, *targets) -> scalar``.
+        optimizer: an Optax gradient transformation, e.g. ``optax.sgd(1.0)``.
+        steps: maximum number of updates.
+        key: PRNG key for minibatch order (required when ``batch_size`` is set).
+        batch_size: minibatch size, or ``None`` for full-batch gradient descent.
+        eval_fn: ``eval_fn(params) -> {name: scalar}``, called at step 0, every ``eval_every``
+            updates and at the end.
+        eval_every: evaluation period in updates (default: only at the start and the end).
+        checkpoint_steps: steps at which to keep a copy of the parameters in memory.
+        patience: stop after this many evaluations without improvement of ``monitor``, and
+            return the best parameters seen.
+        monitor: the ``eval_fn`` metric early stopping watches.
+        minimize: whether a smaller ``monitor`` is better.
+        progress: show a progress bar (tqdm).
+        desc: the progress bar's label.
+
+    Returns:
+        A :class:`FitResult`.
+
+    Raises:
+        ValueError: for inconsistent data or options.
+        FloatingPointError: if the training loss becomes NaN or infinite (lower the learning rate).
+    """
+    data = tuple(data)
+    n = _check_data(data, batch_size, key)
+    _check_steps(steps)
+    checkpoint_steps = sorted({int(s) for s in checkpoint_steps})
+    if checkpoint_steps and not 0 <= checkpoint_steps[0] <= checkpoint_steps[-1] <= steps:
+        raise ValueError(f"checkpoint_steps must lie in [0, steps={steps}], got {checkpoint_steps}")
+    if eval_every is not None and (
+        eval_fn is None or not isinstance(eval_every, int) or eval_every < 1
+    ):
+        raise ValueError("eval_every must be a positive integer and needs eval_fn")
+    if (patience is None) != (monitor is None):
+        raise ValueError("early stopping needs both patience and monitor (a key of eval_fn's dict)")
+    if patience is not None and (eval_fn is None or patience < 1):
+        raise ValueError("patience must be a positive integer and needs eval_fn and eval_every")
+
+    step_fn = jax.jit(_make_step(apply, loss, optimizer, n, batch_size))
+    key = jax.random.key(0) if key is None else key
+    opt_state = optimizer.init(params)
+    history: dict[str, list] = {"loss": [], "eval_step": []}
+    checkpoints: dict[int, Params] = {}
+    best = (None, None, None)  # (value, step, params)
+    waited = 0
+
+    def evaluate(s: int) -> bool:
+        """Record metrics at step s; return True when early stopping says stop."""
+        nonlocal best, waited
+        metrics = {name: float(v) for name, v in eval_fn(params).items()}
+        history["eval_step"].append(s)
+        for name, value in metrics.items():
+            history.setdefault(name, []).append(value)
+        if monitor is None:
+            return False
+        if monitor not in metrics:
+            raise ValueError(f"monitor={monitor!r} is not among eval_fn's metrics {list(metrics)}")
+        value = metrics[monitor] if minimize else -metrics[monitor]
+        if best[0] is None or value < best[0]:
+            best, waited = (value, s, params), 0
+        else:
+            waited += 1
+        return waited >= patience
+
+    def check_finite(upto: int) -> None:
+        recent = np.asarray(jnp.stack(history["loss"][-upto:])) if upto else np.zeros(0)
+        if not np.all(np.isfinite(recent)):
+            first = len(history["loss"]) - upto + int(np.argmin(np.isfinite(recent)))
+            raise FloatingPointError(
+                f"the training loss became {recent[~np.isfinite(recent)][0]} "
+                f"at step {first}: lower the learning rate or check the data"
+            )
+
+    stop = eval_fn is not None and evaluate(0)
+    if 0 in checkpoint_steps:
+        checkpoints[0] = params
+    unchecked = 0
+    with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
+        s = 0
+        while s < steps and not stop:
+            params, opt_state, value = step_fn(params, opt_state, s, key, data)
+            history["loss"].append(value)
+            s, unchecked = s + 1, unchecked + 1
+            if s in checkpoint_steps:
+                checkpoints[s] = params
+            at_eval = eval_every is not None and s % eval_every == 0
+            if at_eval or unchecked >= 200 or s == steps:
+                check_finite(unchecked)
+                unchecked = 0
+                bar.set_postfix(loss=f"{float(value):.4g}", refresh=False)
+            if at_eval:
+                stop = evaluate(s)
+            bar.update(1)
+    check_finite(unchecked)
+    if eval_fn is not None and (not history["eval_step"] or history["eval_step"][-1] != s):
+        evaluate(s)
+    if monitor is not None and best[2] is not None:
+        params = best[2]
+
+    out = {name: np.asarray(values) for name, values in history.items() if name != "loss"}
+    out["loss"] = np.asarray(jnp.stack(history["loss"])) if history["loss"] else np.zeros(0)
+    out["step"] = np.arange(len(history["loss"]))
+    return FitResult(params, out, checkpoints, best[1] if monitor is not None else None)
+
+
+def distill(
+    apply: Apply,
+    params: Params,
+    x: jax.Array,
+    teacher_logits: jax.Array,
+    labels: jax.Array,
+    *,
+    soft_ratio: float,
+    temperature: float,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    form: str = "softmax",
+    convention: str = "hinton",
+    label_smoothing: float = 0.0,
+    **fit_options,
+) -> FitResult:
+    """Train a student on a teacher's logits with the KD loss (:func:`kdbook.losses.kd_loss`).
+
+    Args:
+        apply, params: the student.
+        x: ``(n, d)`` transfer-set inputs.
+        teacher_logits: the teacher's logits on ``x`` (computed once, held fixed).
+        labels: ``(n,)`` ground-truth labels (unused when ``soft_ratio=1``).
+        soft_ratio, temperature, form, convention, label_smoothing: see ``kd_loss``.
+        optimizer, steps: as in :func:`fit`.
+        **fit_options: any other option of :func:`fit` (``key``, ``batch_size``, ``eval_fn``...).
+
+    Returns:
+        A :class:`FitResult`.
+    """
+    loss = partial(
+        kd_loss,
+        soft_ratio=soft_ratio,
+        temperature=temperature,
+        form=form,
+        convention=convention,
+        label_smoothing=label_smoothing,
+    )
+    return fit(
+        apply,
+        params,
+        (x, jax.lax.stop_gradient(teacher_logits), labels),
+        loss=loss,
+        optimizer=optimizer,
+        steps=steps,
+        **fit_options,
+    )

@@ -1,0 +1,100 @@
+"""kdbook.data: the generators' distributions, determinism and errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import kdbook as kd
+
+
+@pytest.mark.parametrize("kappa", [0.25, 1.0, 3.0])
+def test_sample_angular_has_the_promised_margin_distribution(kappa):
+    x, y = kd.sample_angular(jax.random.key(0), 20_000, dim=10, kappa=kappa)
+    np.testing.assert_allclose(jnp.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+    assert np.array_equal(y, (x[:, 0] > 0).astype(np.int32))
+    angle = np.arcsin(np.abs(np.asarray(x[:, 0])))  # angle to the hyperplane x_1 = 0
+    thetas = np.linspace(0.05, 1.5, 30)
+    empirical = (angle[None, :] <= thetas[:, None]).mean(axis=1)
+    # Kolmogorov-Smirnov: sup deviation of an n=20000 sample is < 1.63/sqrt(n) w.p. 0.99.
+    assert np.max(np.abs(empirical - (2 * thetas / np.pi) ** kappa)) < 1.63 / np.sqrt(20_000)
+    assert abs(y.mean() - 0.5) < 0.02
+
+
+def test_gaussian_mixture_sampling():
+    mixture = kd.make_gaussian_mixture(
+        jax.random.key(1), dim=3, num_classes=3, modes_per_class=2, separation=5.0, std=0.5
+    )
+    assert mixture.means.shape == (6, 3) and mixture.num_classes == 3
+    x, y = kd.sample_gaussian_mixture(jax.random.key(2), mixture, 30_000)
+    assert x.shape == (30_000, 3) and y.dtype == jnp.int32
+    np.testing.assert_allclose(np.bincount(np.asarray(y)) / 30_000, 1 / 3, atol=0.02)
+    nearest = jnp.argmin(((x[:, None] - mixture.means[None]) ** 2).sum(-1), axis=1)
+    assert np.mean(np.asarray(mixture.mode_labels[nearest] == y)) > 0.95
+    # Each point sits around its nearest mode with standard deviation 0.5.
+    residual = x - mixture.means[nearest]
+    np.testing.assert_allclose(residual.std(axis=0), 0.5, rtol=0.05)
+
+
+def test_label_flip_rate_and_flipped_labels_change_class():
+    labels = jnp.zeros(50_000, dtype=jnp.int32)
+    flipped = kd.flip_labels(jax.random.key(3), labels, 0.2, num_classes=4)
+    assert abs(float(jnp.mean(flipped != 0)) - 0.2) < 0.01
+    counts = np.bincount(np.asarray(flipped), minlength=4)[1:]
+    np.testing.assert_allclose(counts / counts.sum(), 1 / 3, atol=0.02)
+    assert np.array_equal(kd.flip_labels(jax.random.key(3), labels, 0.0, num_classes=4), labels)
+    assert np.all(np.asarray(kd.flip_labels(jax.random.key(4), labels, 1.0, num_classes=4)) != 0)
+
+
+def test_hierarchical_classes_are_closer_within_a_superclass():
+    mixture, superclass = kd.make_hierarchical_mixture(
+        jax.random.key(5), dim=20, num_superclasses=4, classes_per_superclass=5
+    )
+    assert mixture.means.shape == (20, 20) and superclass.shape == (20,)
+    distance = np.linalg.norm(mixture.means[:, None] - mixture.means[None], axis=-1)
+    same = np.asarray(superclass[:, None] == superclass[None]) & ~np.eye(20, dtype=bool)
+    different = np.asarray(superclass[:, None] != superclass[None])
+    assert distance[same].mean() < 0.6 * distance[different].mean()
+
+
+def test_gaussian_bumps_give_balanced_classes():
+    bumps = kd.make_gaussian_bumps(jax.random.key(6), dim=1, num_bumps=8)
+    x = kd.sample_uniform(jax.random.key(7), 20_000, dim=1)
+    z = bumps.logits(x)
+    assert z.shape == (20_000,) and abs(float(jnp.mean(z > 0)) - 0.5) < 0.02
+    assert np.all(np.abs(np.asarray(x)) <= 1)
+
+
+def test_digits_split_is_deterministic_disjoint_and_standardised():
+    a = kd.digits_split(jax.random.key(8), n_train=500, n_test=300)
+    b = kd.digits_split(jax.random.key(8), n_train=500, n_test=300)
+    x_train, y_train, x_test, y_test = a
+    assert x_train.shape == (500, 64) and x_test.shape == (300, 64)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+    np.testing.assert_allclose(x_train.mean(axis=0), 0.0, atol=1e-5)
+    assert set(np.unique(y_train).tolist()) == set(range(10))
+    rows = {tuple(np.round(r, 4)) for r in np.asarray(x_train)}
+    assert sum(tuple(np.round(r, 4)) in rows for r in np.asarray(x_test)) < 5  # a few duplicates
+    c = kd.digits_split(jax.random.key(9), n_train=500, n_test=300)
+    assert not np.array_equal(a[1], c[1])
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: kd.digits_split(jax.random.key(0), n_train=1500, n_test=500), "n_train"),
+        (lambda: kd.sample_angular(jax.random.key(0), 10, dim=5, kappa=0.0), "kappa"),
+        (lambda: kd.sample_angular(jax.random.key(0), 0, dim=5, kappa=1.0), "n must be"),
+        (lambda: kd.sample_angular(jax.random.key(0), 10, dim=1, kappa=1.0), "dim"),
+        (lambda: kd.make_gaussian_mixture(jax.random.key(0), dim=2, num_classes=1), "num_classes"),
+        (lambda: kd.make_gaussian_mixture(jax.random.key(0), dim=2, std=0.0), "std"),
+        (
+            lambda: kd.flip_labels(jax.random.key(0), jnp.zeros(3, int), 1.5, num_classes=2),
+            "probability",
+        ),
+        (lambda: kd.make_gaussian_bumps(jax.random.key(0), width=-1.0), "width"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

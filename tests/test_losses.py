@@ -1,0 +1,219 @@
+"""kdbook.losses against closed forms, naive NumPy implementations and Optax."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import kdbook as kd
+
+
+def _logits(seed, n=7, k=5, scale=3.0):
+    rng = np.random.default_rng(seed)
+    return (
+        scale * rng.normal(size=(n, k)),
+        scale * rng.normal(size=(n, k)),
+        rng.integers(0, k, size=n),
+    )
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _naive_kd(zs, zt, y, rho, T, convention, eps=0.0, soft_term="kl"):
+    """Term-by-term NumPy reference (softmax form)."""
+    k = zs.shape[1]
+    target = (1 - eps) * np.eye(k)[y] + eps / k
+    th = 1.0 if convention == "hinton" else T
+    c = T**2 if convention == "hinton" else 1.0
+    hard = -(target * np.log(_softmax(zs / th))).sum(-1)
+    pt, ps = _softmax(zt / T), _softmax(zs / T)
+    soft = (pt * (np.log(pt) - np.log(ps))).sum(-1)
+    if soft_term == "ce":
+        soft = -(pt * np.log(ps)).sum(-1)
+    return np.mean((1 - rho) * hard + rho * c * soft)
+
+
+@pytest.mark.parametrize("convention", ["hinton", "shared"])
+@pytest.mark.parametrize("soft_term", ["kl", "ce"])
+def test_kd_loss_matches_naive_reference(convention, soft_term):
+    zs, zt, y = _logits(0)
+    with kd.float64():
+        got = kd.kd_loss(
+            zs,
+            zt,
+            y,
+            soft_ratio=0.7,
+            temperature=3.0,
+            convention=convention,
+            soft_term=soft_term,
+            label_smoothing=0.1,
+        )
+        want = _naive_kd(zs, zt, y, 0.7, 3.0, convention, eps=0.1, soft_term=soft_term)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("convention", ["hinton", "shared"])
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
+def test_autodiff_gradient_equals_closed_form(form, convention, temperature):
+    zs, zt, y = _logits(1)
+    if form == "sigmoid":
+        zs, zt, y = zs[:, 0], zt[:, 0], (y % 2)
+    options = dict(
+        soft_ratio=0.6,
+        temperature=temperature,
+        form=form,
+        convention=convention,
+        label_smoothing=0.05,
+    )
+    with kd.float64():
+        autodiff = jax.grad(lambda z: kd.kd_loss(z, zt, y, **options))(jnp.asarray(zs))
+        closed = kd.kd_logit_gradient(zs, zt, y, **options)
+        np.testing.assert_allclose(autodiff, closed, rtol=1e-10, atol=1e-14)
+
+
+def test_teacher_logits_get_no_gradient():
+    zs, zt, y = _logits(2)
+    grad = jax.grad(lambda t: kd.kd_loss(zs, t, y, soft_ratio=1.0, temperature=2.0))(zt)
+    assert np.all(np.asarray(grad) == 0)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 5.0])
+def test_soft_ratio_zero_is_cross_entropy(temperature):
+    zs, zt, y = _logits(3)
+    with kd.float64():
+        loss = kd.kd_loss(zs, zt, y, soft_ratio=0.0, temperature=temperature)
+        np.testing.assert_allclose(loss, kd.cross_entropy(zs, y), rtol=1e-12)
+        shared = kd.kd_loss(zs, zt, y, soft_ratio=0.0, temperature=temperature, convention="shared")
+        np.testing.assert_allclose(shared, kd.cross_entropy(zs / temperature, y), rtol=1e-12)
+
+
+def test_soft_ratio_one_is_the_soft_target_loss_and_ignores_labels():
+    zs, zt, y = _logits(4)
+    with kd.float64():
+        a = kd.kd_loss(zs, zt, y, soft_ratio=1.0, temperature=2.0)
+        b = kd.kd_loss(zs, zt, (y + 1) % 5, soft_ratio=1.0, temperature=2.0)
+        pt, ps = _softmax(zt / 2), _softmax(zs / 2)
+        want = 4.0 * np.mean((pt * np.log(pt / ps)).sum(-1))
+        np.testing.assert_allclose(a, want, rtol=1e-12)
+        assert float(a) == float(b)
+
+
+def test_kl_is_zero_when_student_equals_teacher_and_ce_exceeds_it_by_the_entropy():
+    _, zt, y = _logits(5)
+    with kd.float64():
+        kl = kd.kd_loss(zt, zt, y, soft_ratio=1.0, temperature=3.0, soft_term="kl")
+        ce = kd.kd_loss(zt, zt, y, soft_ratio=1.0, temperature=3.0, soft_term="ce")
+        pt = _softmax(zt / 3)
+        entropy = -np.mean((pt * np.log(pt)).sum(-1))
+        assert abs(float(kl)) < 1e-12
+        np.testing.assert_allclose(ce, 9.0 * entropy, rtol=1e-12)
+
+
+def test_sigmoid_form_matches_a_two_class_softmax():
+    """A binary logit z is the two-class softmax with logits (0, z)."""
+    zs, zt, y = _logits(6)
+    zs, zt, y = zs[:, 0], zt[:, 0], y % 2
+    two = lambda z: np.stack([np.zeros_like(z), z], axis=1)  # noqa: E731
+    with kd.float64():
+        for convention in ["hinton", "shared"]:
+            options = dict(
+                soft_ratio=0.4, temperature=2.5, convention=convention, label_smoothing=0.1
+            )
+            binary = kd.kd_loss(zs[:, None], zt[:, None], y, form="sigmoid", **options)
+            softmax = kd.kd_loss(two(zs), two(zt), y, form="softmax", **options)
+            np.testing.assert_allclose(binary, softmax, rtol=1e-12)
+
+
+def test_cross_entropy_matches_optax():
+    zs, _, y = _logits(7)
+    want = optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(zs), jnp.asarray(y)).mean()
+    np.testing.assert_allclose(kd.cross_entropy(zs, y), want, rtol=1e-6)
+    smooth = optax.smooth_labels(jax.nn.one_hot(y, 5), 0.2)
+    want = optax.softmax_cross_entropy(jnp.asarray(zs), smooth).mean()
+    np.testing.assert_allclose(kd.cross_entropy(zs, y, label_smoothing=0.2), want, rtol=1e-6)
+
+
+def test_smooth_labels_and_soft_targets_are_distributions():
+    zs, _, y = _logits(8)
+    smoothed = kd.smooth_labels(y, 5, label_smoothing=0.3)
+    np.testing.assert_allclose(smoothed.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(smoothed.max(-1), 0.7 + 0.3 / 5, rtol=1e-6)
+    for temperature in [0.5, 1.0, 8.0]:
+        p = kd.soft_targets(zs, temperature=temperature)
+        np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
+    # Higher temperature, higher entropy.
+    entropy = [
+        float(-(p * jnp.log(p)).sum(-1).mean())
+        for p in (kd.soft_targets(zs, temperature=t) for t in [1.0, 2.0, 4.0, 8.0])
+    ]
+    assert entropy == sorted(entropy)
+
+
+@pytest.mark.parametrize("form", ["softmax", "sigmoid"])
+def test_large_temperature_gradient_approaches_logit_matching(form):
+    """T^2-scaled soft gradients -> logit-matching gradient, with error O(1/T)."""
+    zs, zt, y = _logits(9, scale=1.0)
+    if form == "sigmoid":
+        zs, zt, y = zs[:, 0], zt[:, 0], y % 2
+    with kd.float64():
+        target = jax.grad(lambda z: kd.logit_matching_loss(z, zt, form=form))(jnp.asarray(zs))
+        temperatures = np.array([4.0, 16.0, 64.0, 256.0])
+        errors = []
+        for t in temperatures:
+            g = kd.kd_logit_gradient(zs, zt, y, soft_ratio=1.0, temperature=t, form=form)
+            errors.append(float(jnp.linalg.norm(g - target) / jnp.linalg.norm(target)))
+        slope = np.polyfit(np.log(temperatures), np.log(errors), 1)[0]
+        assert errors[-1] < 1e-2 and all(np.diff(errors) < 0), errors
+        assert -2.2 < slope < -0.8, slope  # at least first order in 1/T
+
+
+def test_accuracy():
+    logits = jnp.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    assert float(kd.accuracy(logits, jnp.array([0, 1, 1]))) == pytest.approx(2 / 3)
+    assert float(kd.accuracy(jnp.array([1.0, -2.0]), jnp.array([1, 1]), form="sigmoid")) == 0.5
+
+
+def test_traced_hyperparameters_are_accepted_under_vmap():
+    zs, zt, y = _logits(10)
+    loss = jax.vmap(lambda r, t: kd.kd_loss(zs, zt, y, soft_ratio=r, temperature=t))
+    values = loss(jnp.array([0.0, 0.5, 1.0]), jnp.array([1.0, 2.0, 4.0]))
+    assert values.shape == (3,) and np.all(np.isfinite(values))
+
+
+ZS, ZT, Y = (jnp.asarray(a) for a in _logits(11))
+KD = partial(kd.kd_loss, ZS, ZT, Y)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: KD(soft_ratio=1.5, temperature=1.0), "soft_ratio must lie in \\[0, 1\\]"),
+        (lambda: KD(soft_ratio=-0.1, temperature=1.0), "soft_ratio"),
+        (lambda: KD(soft_ratio=0.5, temperature=0.0), "temperature must be > 0"),
+        (lambda: KD(soft_ratio=0.5, temperature=-2.0), "temperature"),
+        (lambda: KD(soft_ratio=0.5, temperature=1.0, label_smoothing=1.0), "label_smoothing"),
+        (lambda: KD(soft_ratio=0.5, temperature=1.0, form="relu"), "form must be one of"),
+        (lambda: KD(soft_ratio=0.5, temperature=1.0, convention="x"), "convention"),
+        (lambda: KD(soft_ratio=0.5, temperature=1.0, soft_term="mse"), "soft_term"),
+        (lambda: kd.kd_loss(ZS, ZT[:, :3], Y, soft_ratio=0.5, temperature=1.0), "same shape"),
+        (lambda: kd.kd_loss(ZS, ZT, Y[:3], soft_ratio=0.5, temperature=1.0), "labels must have"),
+        (lambda: kd.kd_loss(ZS, ZT, Y + 5, soft_ratio=0.5, temperature=1.0), "labels must lie"),
+        (lambda: kd.kd_loss(ZS, ZT, Y - 10, soft_ratio=0.5, temperature=1.0), "labels must lie"),
+        (lambda: kd.kd_loss(ZS, ZT, Y * 1.0, soft_ratio=0.5, temperature=1.0), "integer"),
+        (lambda: kd.kd_loss(ZS[:0], ZT[:0], Y[:0], soft_ratio=0.5, temperature=1.0), "empty"),
+        (lambda: kd.kd_loss(ZS[:, 0], ZT[:, 0], Y, soft_ratio=0.5, temperature=1.0), "(n, k)"),
+        (lambda: kd.cross_entropy(ZS, Y, form="sigmoid"), "one logit"),
+        (lambda: kd.cross_entropy(ZS[:, 0], Y, form="sigmoid"), "labels must lie in \\[0, 1\\]"),
+        (lambda: kd.soft_targets(ZS, temperature=0.0), "temperature"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,255 @@
+"""kdbook.train: optima, determinism, fit == train_scan, checkpoints, early stopping, errors."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import kdbook as kd
+
+
+def linear_apply(params, x):
+    return x @ params["w"] + params["b"]
+
+
+def mse(outputs, targets):
+    return jnp.mean((outputs - targets) ** 2)
+
+
+@pytest.fixture
+def regression():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5]) + 0.3 + 0.1 * rng.normal(size=40)).astype(np.float32)
+    params = {"w": jnp.zeros(3), "b": jnp.zeros(())}
+    return jnp.asarray(x), jnp.asarray(y), params
+
+
+def test_gradient_descent_reaches_the_least_squares_solution(regression):
+    x, y, params = regression
+    result = kd.fit(
+        linear_apply, params, (x, y), loss=mse, optimizer=optax.sgd(0.1), steps=2000, progress=False
+    )
+    design = np.concatenate([np.asarray(x), np.ones((40, 1))], axis=1)
+    solution = np.linalg.lstsq(design, np.asarray(y), rcond=None)[0]
+    np.testing.assert_allclose(result.params["w"], solution[:3], atol=1e-4)
+    np.testing.assert_allclose(result.params["b"], solution[3], atol=1e-4)
+    assert result.history["loss"].shape == (2000,)
+    assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_logistic_regression_reaches_the_stationary_point():
+    """Optimum of a strongly convex problem: L2-regularised logistic regression, gradient ~ 0."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(60, 2)), dtype=jnp.float32)
+    y = jnp.asarray((rng.random(60) < 0.5).astype(np.int32))
+    apply = lambda p, x: x @ p  # noqa: E731
+
+    def loss(z, y):
+        return kd.cross_entropy(z, y, form="sigmoid")
+
+    tx = optax.chain(optax.add_decayed_weights(0.1), optax.sgd(0.5))
+    result = kd.fit(
+        apply, jnp.zeros(2), (x, y), loss=loss, optimizer=tx, steps=3000, progress=False
+    )
+    grad = jax.grad(lambda p: loss(apply(p, x), y) + 0.05 * jnp.sum(p**2))(result.params)
+    assert float(jnp.linalg.norm(grad)) < 1e-5
+
+
+def test_same_key_same_result_bit_for_bit(regression):
+    x, y, params = regression
+    run = partial(
+        kd.fit,
+        linear_apply,
+        params,
+        (x, y),
+        loss=mse,
+        optimizer=optax.adam(0.05),
+        steps=50,
+        batch_size=8,
+        progress=False,
+    )
+    a, b = run(key=jax.random.key(3)), run(key=jax.random.key(3))
+    c = run(key=jax.random.key(4))
+    assert np.array_equal(a.params["w"], b.params["w"])
+    assert np.array_equal(a.history["loss"], b.history["loss"])
+    assert not np.array_equal(a.params["w"], c.params["w"])
+
+
+def test_minibatches_visit_every_example_once_per_epoch():
+    x = jnp.arange(12.0)[:, None]
+    seen = []
+
+    def loss(outputs, index):
+        jax.debug.callback(lambda i: seen.append(np.asarray(i)), index)
+        return jnp.sum(outputs) * 0.0
+
+    apply = lambda p, x: x[:, 0] * p  # noqa: E731
+    kd.fit(
+        apply,
+        jnp.ones(()),
+        (x, jnp.arange(12)),
+        loss=loss,
+        optimizer=optax.sgd(0.1),
+        steps=8,
+        batch_size=5,
+        key=jax.random.key(0),
+        progress=False,
+    )
+    epochs = [np.concatenate(seen[:2]), np.concatenate(seen[2:4])]  # 2 batches of 5 per epoch
+    for epoch in epochs:
+        assert len(set(epoch.tolist())) == 10
+    assert not np.array_equal(epochs[0], epochs[1])
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_fit_and_train_scan_take_the_same_steps(regression, batch_size):
+    x, y, params = regression
+    options = dict(
+        loss=mse, optimizer=optax.adam(0.05), steps=60, batch_size=batch_size, key=jax.random.key(7)
+    )
+    result = kd.fit(linear_apply, params, (x, y), progress=False, **options)
+    scanned, losses = kd.train_scan(linear_apply, params, (x, y), **options)
+    np.testing.assert_allclose(result.params["w"], scanned["w"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(result.history["loss"], losses, rtol=1e-6, atol=1e-6)
+
+
+def test_train_scan_vmaps_over_hyperparameters(regression):
+    x, y, params = regression
+
+    def final_loss(lr):
+        tx = optax.sgd(lr)
+        p, losses = kd.train_scan(linear_apply, params, (x, y), loss=mse, optimizer=tx, steps=30)
+        return losses[-1]
+
+    batched = jax.jit(jax.vmap(final_loss))(jnp.array([0.01, 0.1]))
+    single = [final_loss(0.01), final_loss(0.1)]
+    np.testing.assert_allclose(batched, single, rtol=1e-5)
+    assert batched[1] < batched[0]
+
+
+def test_checkpoints_hold_the_parameters_after_that_many_steps(regression):
+    x, y, params = regression
+    run = partial(
+        kd.fit, linear_apply, params, (x, y), loss=mse, optimizer=optax.sgd(0.05), progress=False
+    )
+    result = run(steps=30, checkpoint_steps=[0, 10, 30])
+    assert sorted(result.checkpoints) == [0, 10, 30]
+    assert np.array_equal(result.checkpoints[0]["w"], params["w"])
+    assert np.array_equal(result.checkpoints[10]["w"], run(steps=10).params["w"])
+    assert np.array_equal(result.checkpoints[30]["w"], result.params["w"])
+
+
+def test_evaluation_history(regression):
+    x, y, params = regression
+    result = kd.fit(
+        linear_apply,
+        params,
+        (x, y),
+        loss=mse,
+        optimizer=optax.sgd(0.05),
+        steps=25,
+        eval_fn=lambda p: {"w0": p["w"][0]},
+        eval_every=10,
+        progress=False,
+    )
+    assert result.history["eval_step"].tolist() == [0, 10, 20, 25]
+    assert result.history["w0"][0] == 0.0 and result.history["w0"].shape == (4,)
+
+
+def test_early_stopping_returns_the_best_parameters():
+    """Training pulls w from 0 to 1; the monitored distance to 0.5 is smallest mid-way."""
+    loss = lambda w: (w - 1.0) ** 2  # noqa: E731
+    apply = lambda p, x: p  # noqa: E731
+    result = kd.fit(
+        apply,
+        jnp.array(0.0),
+        (jnp.zeros(1),),
+        loss=loss,
+        optimizer=optax.sgd(0.05),
+        steps=1000,
+        eval_fn=lambda p: {"gap": jnp.abs(p - 0.5)},
+        eval_every=1,
+        patience=3,
+        monitor="gap",
+        progress=False,
+    )
+    # w_s = 1 - 0.9^s is nearest 0.5 at s = 7 (0.522); three worse evaluations later it stops.
+    assert result.best_step == 7
+    np.testing.assert_allclose(result.params, 1 - 0.9**7, rtol=1e-5)
+    assert len(result.history["loss"]) == 10
+
+
+def test_a_diverging_loss_raises():
+    loss = lambda w: jnp.sum(w**2)  # noqa: E731
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        kd.fit(
+            lambda p, x: p,
+            jnp.ones(2),
+            (jnp.zeros(1),),
+            loss=loss,
+            optimizer=optax.sgd(1e3),
+            steps=300,
+            progress=False,
+        )
+
+
+def test_distill_is_fit_with_the_kd_loss_and_trains_an_nnx_model():
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (32, 4))
+    teacher_logits = 3.0 * jax.random.normal(jax.random.key(1), (32, 3))
+    labels = jnp.argmax(teacher_logits, axis=1)
+    apply, params = kd.functionalize(
+        kd.MLP(4, depth=1, width=256, out_features=3, b_std=0.1, rngs=nnx.Rngs(2))
+    )
+    options = dict(soft_ratio=1.0, temperature=2.0)
+    result = kd.distill(
+        apply,
+        params,
+        x,
+        teacher_logits,
+        labels,
+        optimizer=optax.adam(3e-2),
+        steps=500,
+        progress=False,
+        **options,
+    )
+    reference = kd.fit(
+        apply,
+        params,
+        (x, teacher_logits, labels),
+        loss=partial(kd.kd_loss, **options),
+        optimizer=optax.adam(3e-2),
+        steps=500,
+        progress=False,
+    )
+    assert np.array_equal(result.history["loss"], reference.history["loss"])
+    # With soft_ratio=1 the KL term is zero at a perfect match: the student must get close.
+    assert result.history["loss"][-1] < 0.01 * result.history["loss"][0]
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(data=()), "non-empty tuple"),
+        (dict(data=(jnp.zeros((0, 3)), jnp.zeros(0))), "data is empty"),
+        (dict(data=(jnp.zeros((4, 3)), jnp.zeros(5))), "same leading"),
+        (dict(batch_size=100, key=jax.random.key(0)), "larger than the data"),
+        (dict(batch_size=0, key=jax.random.key(0)), "batch_size must be a positive"),
+        (dict(batch_size=4), "needs a PRNG key"),
+        (dict(steps=-1), "steps must be a non-negative"),
+        (dict(checkpoint_steps=[50]), "checkpoint_steps"),
+        (dict(patience=3), "both patience and monitor"),
+        (dict(eval_every=5), "needs eval_fn"),
+    ],
+)
+def test_bad_options_raise_clear_errors(regression, options, match):
+    x, y, params = regression
+    kwargs = dict(data=(x, y), loss=mse, optimizer=optax.sgd(0.1), steps=10, progress=False)
+    kwargs.update(options)
+    with pytest.raises(ValueError, match=match):
+        kd.fit(linear_apply, params, **kwargs)
