@@ -6,9 +6,11 @@ NTK, linearization, pruning and theory code work on that contract and on pytrees
 
 Modules: :mod:`kdbook.models` (Flax NNX networks), :mod:`kdbook.functional` (the contract and
 pytree helpers), :mod:`kdbook.losses` (KD objective), :mod:`kdbook.train` (training loops),
-:mod:`kdbook.data` (synthetic tasks and digits), :mod:`kdbook.precision` (float64 switch).
+:mod:`kdbook.data` (synthetic tasks and digits), :mod:`kdbook.theory` (the theory's quantities),
+:mod:`kdbook.plotting` (house style), :mod:`kdbook.precision` (float64 switch).
 """
 
+from kdbook import plotting
 from kdbook.data import (
     GaussianBumps,
     GaussianMixture,
@@ -30,6 +32,7 @@ from kdbook.functional import (
     tree_norm,
     tree_scale,
     tree_size,
+    tree_stack,
 )
 from kdbook.losses import (
     accuracy,
@@ -42,6 +45,7 @@ from kdbook.losses import (
 )
 from kdbook.models import MLP, Dense
 from kdbook.precision import float64
+from kdbook.theory import fit_power_law
 from kdbook.train import FitResult, distill, fit, train_scan
 
 __version__ = "0.1.0"
@@ -58,6 +62,7 @@ __all__ = [
     "digits_split",
     "distill",
     "fit",
+    "fit_power_law",
     "flip_labels",
     "float64",
     "functionalize",
@@ -67,6 +72,7 @@ __all__ = [
     "make_gaussian_bumps",
     "make_gaussian_mixture",
     "make_hierarchical_mixture",
+    "plotting",
     "sample_angular",
     "sample_gaussian_mixture",
     "sample_uniform",
@@ -80,4 +86,5 @@ __all__ = [
     "tree_norm",
     "tree_scale",
     "tree_size",
+    "tree_stack",
 ]

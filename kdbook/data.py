@@ -1,6 +1,6 @@
 """Data: the synthetic generators the chapters use, and splits of scikit-learn's digits.
 
-Everything takes an explicit PRNG key and returns ``jax.Array``s. A *task* (the mixture's means, a
+Everything takes an explicit PRNG key and returns JAX arrays. A *task* (the mixture's means, a
 bump function) is made once from one key; samples are then drawn from it with other keys, so train
 and test sets come from the same distribution. Nothing is downloaded: the digits ship with
 scikit-learn.
@@ -246,8 +246,8 @@ def sample_uniform(key: jax.Array, n: int, *, dim: int) -> jax.Array:
 
 
 def digits_split(
-    key: jax.Array, *, n_train: int = 1000, n_test: int = 797
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    key: jax.Array, *, n_train: int = 1000, n_test: int = 797, return_indices: bool = False
+) -> tuple[jax.Array, ...]:
     """A random train/test split of scikit-learn's 8x8 digits (1797 images, 10 classes).
 
     Pixels are standardised with the training set's per-pixel mean and standard deviation (pixels
@@ -257,9 +257,12 @@ def digits_split(
         key: PRNG key for the split.
         n_train: training examples.
         n_test: test examples; ``n_train + n_test <= 1797``.
+        return_indices: also return the indices of the chosen images in scikit-learn's data set
+            (e.g. to show the raw images, ``sklearn.datasets.load_digits().images[index]``).
 
     Returns:
-        ``(x_train, y_train, x_test, y_test)``: inputs ``(n, 64)`` float32, labels ``(n,)`` int32.
+        ``(x_train, y_train, x_test, y_test)``: inputs ``(n, 64)`` float32, labels ``(n,)`` int32;
+        with ``return_indices``, followed by ``(train_indices, test_indices)``.
     """
     from sklearn.datasets import load_digits
 
@@ -275,4 +278,10 @@ def digits_split(
     mean, std = x[train].mean(axis=0), x[train].std(axis=0)
     x = (x - mean) / np.where(std > 0, std, 1.0)
     y = digits.target.astype(np.int32)
-    return jnp.asarray(x[train]), jnp.asarray(y[train]), jnp.asarray(x[test]), jnp.asarray(y[test])
+    split = (
+        jnp.asarray(x[train]),
+        jnp.asarray(y[train]),
+        jnp.asarray(x[test]),
+        jnp.asarray(y[test]),
+    )
+    return split + (train, test) if return_indices else split

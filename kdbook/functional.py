@@ -23,6 +23,7 @@ __all__ = [
     "tree_norm",
     "tree_scale",
     "tree_size",
+    "tree_stack",
 ]
 
 Params = Any
@@ -104,6 +105,18 @@ def tree_angle(a: Params, b: Params) -> jax.Array:
 def tree_size(a: Params) -> int:
     """Total number of scalars in a pytree."""
     return sum(int(u.size) for u in jax.tree.leaves(a))
+
+
+def tree_stack(trees: list[Params]) -> Params:
+    """Stack pytrees of the same structure along a new leading axis (e.g. one model per seed).
+
+    The result can be passed to a function ``jax.vmap``-ed over its first axis.
+    """
+    if not trees:
+        raise ValueError("tree_stack needs at least one pytree")
+    for tree in trees[1:]:
+        _check_same_structure(trees[0], tree)
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def _check_same_structure(a: Params, b: Params) -> None:

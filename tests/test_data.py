@@ -75,6 +75,13 @@ def test_digits_split_is_deterministic_disjoint_and_standardised():
     assert set(np.unique(y_train).tolist()) == set(range(10))
     rows = {tuple(np.round(r, 4)) for r in np.asarray(x_train)}
     assert sum(tuple(np.round(r, 4)) in rows for r in np.asarray(x_test)) < 5  # a few duplicates
+    *_, train_index, test_index = kd.digits_split(
+        jax.random.key(8), n_train=500, n_test=300, return_indices=True
+    )
+    from sklearn.datasets import load_digits
+
+    assert np.array_equal(load_digits().target[test_index], y_test)
+    assert not set(train_index.tolist()) & set(test_index.tolist())
     c = kd.digits_split(jax.random.key(9), n_train=500, n_test=300)
     assert not np.array_equal(a[1], c[1])
 

@@ -82,6 +82,9 @@ def test_tree_helpers_match_flattened_vectors():
     np.testing.assert_allclose(kd.tree_angle(a, b), jnp.arccos(cos), rtol=1e-5)
     np.testing.assert_allclose(kd.tree_angle(a, a), 0.0, atol=1e-3)
     assert kd.tree_size(a) == 7
+    stacked = kd.tree_stack([a, b, a])
+    assert stacked["v"]["w"].shape == (3, 2, 2)
+    np.testing.assert_array_equal(stacked["u"][1], b["u"])
 
 
 def test_float64_context_is_scoped():
@@ -136,3 +139,30 @@ def test_float64_context_is_scoped():
 def test_bad_input_raises_a_clear_error(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_fit_power_law_recovers_an_exact_power_law():
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    slope, constant = kd.fit_power_law(x, 3.0 * x**-0.5)
+    assert slope == pytest.approx(-0.5) and constant == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="positive"):
+        kd.fit_power_law(x, -x)
+    with pytest.raises(ValueError, match="same length"):
+        kd.fit_power_law(x, x[:3])
+
+
+def test_heatmap_checks_its_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    kd.plotting.heatmap(
+        ax, np.zeros((2, 3)), row_labels=[1, 2], col_labels=[1, 2, 3], row_title="r", col_title="c"
+    )
+    with pytest.raises(ValueError, match="labels"):
+        kd.plotting.heatmap(
+            ax, np.zeros((2, 3)), row_labels=[1], col_labels=[1, 2, 3], row_title="r", col_title="c"
+        )
+    plt.close(fig)
