@@ -34,6 +34,7 @@ from kdbook.functional import (
     tree_size,
     tree_stack,
 )
+from kdbook.linearize import linearize
 from kdbook.losses import (
     accuracy,
     cross_entropy,
@@ -43,7 +44,8 @@ from kdbook.losses import (
     smooth_labels,
     soft_targets,
 )
-from kdbook.models import MLP, Dense
+from kdbook.models import MLP, Dense, TwoLayerNet
+from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels
 from kdbook.precision import float64
 from kdbook.theory import fit_power_law
 from kdbook.train import FitResult, distill, fit, train_scan
@@ -56,18 +58,23 @@ __all__ = [
     "FitResult",
     "GaussianBumps",
     "GaussianMixture",
+    "InfiniteKernels",
+    "TwoLayerNet",
     "__version__",
     "accuracy",
     "cross_entropy",
     "digits_split",
     "distill",
+    "empirical_ntk",
     "fit",
     "fit_power_law",
     "flip_labels",
     "float64",
     "functionalize",
+    "infinite_kernels",
     "kd_logit_gradient",
     "kd_loss",
+    "linearize",
     "logit_matching_loss",
     "make_gaussian_bumps",
     "make_gaussian_mixture",

@@ -42,7 +42,8 @@ def functionalize(model: nnx.Module) -> tuple[Apply, Params]:
 
     Returns:
         ``(apply, params)``: ``apply(params, x)`` evaluates the module with ``params``
-        (an ``nnx.State`` pytree of arrays) on ``x``.
+        (an ``nnx.State`` pytree of arrays) on ``x``. ``apply.merge(params)`` rebuilds the module
+        with those parameters (the structured NTK uses it to read the architecture).
 
     Example:
         >>> apply, params = functionalize(MLP(4, depth=1, width=64, out_features=1,
@@ -54,9 +55,13 @@ def functionalize(model: nnx.Module) -> tuple[Apply, Params]:
         raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
-    def apply(params: Params, x: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, params, rest)(x)
+    def merge(params: Params) -> nnx.Module:
+        return nnx.merge(graphdef, params, rest)
 
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        return merge(params)(x)
+
+    apply.merge = merge
     return apply, params
 
 

@@ -1,19 +1,24 @@
 """Models, as Flax NNX modules.
 
 :class:`MLP` is the fully connected network of the NTK literature, in the NTK parameterization of
-Jacot et al. (2018) or the standard one. Use :func:`kdbook.functional.functionalize` to turn any of
-these into a pure ``apply(params, x)``.
+Jacot et al. (2018) or the standard one; :class:`TwoLayerNet` is the two-layer ReLU network of Du
+et al. (2019) and Arora et al. (2019), whose output weights are fixed. Use
+:func:`kdbook.functional.functionalize` to turn any of these into a pure ``apply(params, x)``.
+
+Both describe themselves as a :class:`DenseChain` (dense layers with one activation between them),
+which is what the structured empirical NTK (:func:`kdbook.ntk.empirical_ntk`) needs.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["ACTIVATIONS", "MLP", "Dense"]
+__all__ = ["ACTIVATIONS", "MLP", "Dense", "DenseChain", "TwoLayerNet"]
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -90,6 +95,26 @@ class Dense(nnx.Module):
         return out if self.bias is None else out + self.bias[...][None, :]
 
 
+class DenseChain(NamedTuple):
+    """A network ``x -> L_K(phi(... phi(L_1(x))))`` made of dense layers, for the structured NTK.
+
+    Attributes:
+        weights: the ``(fan_in, fan_out)`` weight matrix of each layer.
+        biases: each layer's bias vector, or ``None``.
+        w_scales: the factor multiplying ``h @ W`` in each layer.
+        b_scales: the factor multiplying the bias in each layer.
+        trainable: whether each layer's parameters are trained (count in the NTK).
+        activation: name of the activation between layers (a key of ``ACTIVATIONS``).
+    """
+
+    weights: list
+    biases: list
+    w_scales: list
+    b_scales: list
+    trainable: list
+    activation: str
+
+
 class MLP(nnx.Module):
     """Fully connected network with ``depth`` hidden layers of ``width`` units.
 
@@ -145,3 +170,80 @@ class MLP(nnx.Module):
         for layer in self.layers[:-1]:
             h = phi(layer(h))
         return self.layers[-1](h)
+
+    def dense_chain(self) -> DenseChain:
+        """This network as a :class:`DenseChain` (every layer trainable)."""
+        return _chain(list(self.layers), [True] * len(self.layers), self.activation)
+
+
+def _chain(layers: list[Dense], trainable: list[bool], activation: str) -> DenseChain:
+    ntk = [layer.parameterization == "ntk" for layer in layers]
+    return DenseChain(
+        weights=[layer.kernel[...] for layer in layers],
+        biases=[None if layer.bias is None else layer.bias[...] for layer in layers],
+        w_scales=[
+            layer.w_scale if is_ntk else 1.0 for layer, is_ntk in zip(layers, ntk, strict=True)
+        ],
+        b_scales=[
+            layer.b_scale if is_ntk else 1.0 for layer, is_ntk in zip(layers, ntk, strict=True)
+        ],
+        trainable=trainable,
+        activation=activation,
+    )
+
+
+class TwoLayerNet(nnx.Module):
+    r"""The two-layer ReLU network of Du et al. (2019) and Arora et al. (2019).
+
+    .. math:: f(x) = \frac{1}{\sqrt{m}} \sum_{r=1}^{m} a_r\, \mathrm{relu}(w_r^\top x),
+        \qquad w_r \sim N(0, I_d),\quad a_r \in \{-1, +1\} \text{ fixed}.
+
+    Only the first layer ``W = (w_1, ..., w_m)`` is trained; the output weights ``a`` are a
+    non-trainable ``nnx.Variable``. Its NTK at infinite width is the Gram matrix
+    :math:`H^\infty_{ij} = x_i^\top x_j\,(\pi - \arccos(x_i^\top x_j)) / (2\pi)` for unit inputs.
+
+    Args:
+        in_features: input dimension ``d``.
+        width: number of hidden units ``m`` (even when ``antisymmetric``).
+        antisymmetric: initialise neurons in pairs ``(w_r, a_r)`` and ``(w_r, -a_r)``, so the
+            network's initial output is exactly zero while its NTK is unchanged in distribution.
+        rngs: NNX random streams.
+
+    Returns from ``__call__``: outputs of shape ``(n, 1)``.
+    """
+
+    def __init__(
+        self, in_features: int, *, width: int, antisymmetric: bool = False, rngs: nnx.Rngs
+    ):
+        _check_positive_int("in_features", in_features)
+        _check_positive_int("width", width)
+        if antisymmetric and width % 2:
+            raise ValueError(f"width must be even when antisymmetric=True, got {width}")
+        # w_std = sqrt(d) cancels Dense's 1/sqrt(fan_in): the hidden layer is exactly x @ W.
+        self.hidden = Dense(in_features, width, w_std=math.sqrt(in_features), rngs=rngs)
+        signs = jnp.where(jax.random.bernoulli(rngs.params(), 0.5, (width, 1)), 1.0, -1.0)
+        if antisymmetric:
+            half = width // 2
+            self.hidden.kernel[...] = jnp.concatenate(
+                [self.hidden.kernel[...][:, :half]] * 2, axis=1
+            )
+            signs = jnp.concatenate([signs[:half], -signs[:half]], axis=0)
+        self.output_weights = nnx.Variable(signs)
+        self.width = width
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 2:
+            raise ValueError(f"x must have shape (n, in_features), got shape {x.shape}")
+        return jax.nn.relu(self.hidden(x)) @ self.output_weights[...] / math.sqrt(self.width)
+
+    def dense_chain(self) -> DenseChain:
+        """This network as a :class:`DenseChain` (the output layer is fixed)."""
+        hidden = _chain([self.hidden], [True], "relu")
+        return DenseChain(
+            weights=hidden.weights + [self.output_weights[...]],
+            biases=hidden.biases + [None],
+            w_scales=hidden.w_scales + [1.0 / math.sqrt(self.width)],
+            b_scales=hidden.b_scales + [0.0],
+            trainable=[True, False],
+            activation="relu",
+        )

@@ -1,0 +1,456 @@
+r"""Neural tangent kernels: empirical (finite width) and infinite-width.
+
+The **empirical NTK** of a network ``apply(params, x)`` with outputs :math:`f(\theta, x) \in \R^k`
+is
+
+.. math:: \Theta_{ab}(x, x') = \big\langle \nabla_\theta f_a(\theta, x),\,
+    \nabla_\theta f_b(\theta, x') \big\rangle .
+
+:func:`empirical_ntk` computes it three ways that must agree (the tests check every one against
+every other and against a brute-force flattened Jacobian):
+
+* ``"jacobian"``: per-example Jacobians by ``jax.jacrev``, contracted over parameters. Works for
+  any ``apply``; memory grows like ``n * k * (number of parameters)``.
+* ``"ntvp"``: NTK-vector products (Novak et al., 2022). For each example of ``x2`` and each
+  output, one vector-Jacobian product gives a parameter-space vector and one Jacobian-vector product
+  pushes it through the network on ``x1``. Works for any ``apply`` and never holds more than ``k``
+  parameter-sized vectors at once; slower than ``"jacobian"`` on a CPU.
+* ``"structured"``: for networks made of dense layers (:class:`kdbook.models.MLP`,
+  :class:`kdbook.models.TwoLayerNet`), the gradient with respect to a weight matrix is an outer
+  product :math:`s\, h \otimes \delta` of the layer's input and the backpropagated signal, so each
+  layer contributes :math:`(s_w^2\, h^\top h' + s_b^2)\,(\delta^\top \delta')` and no per-example
+  Jacobian is ever formed. Fastest by far for dense networks.
+
+``method="auto"`` picks ``"structured"`` when ``apply`` comes from
+:func:`kdbook.functional.functionalize` of a dense network, and ``"jacobian"`` otherwise.
+``batch_size`` computes the kernel block by block so memory never exceeds one block's, and
+``shard=True`` spreads the blocks over ``jax.devices()``.
+
+:func:`infinite_kernels` gives the infinite-width NNGP and NTK of the matching
+:class:`~kdbook.models.MLP` (NTK parameterization) by the layer recursion of Jacot et al. (2018)
+and Lee et al. (2019), in the convention of neural-tangents' ``stax``: the arc-cosine kernel of
+Cho & Saul (2009) for ReLU and Williams' closed form for erf.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache, partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+__all__ = ["METHODS", "InfiniteKernels", "empirical_ntk", "infinite_kernels"]
+
+METHODS = ("auto", "jacobian", "ntvp", "structured")
+Params = Any
+Apply = Callable[[Params, jax.Array], jax.Array]
+# "auto" falls back from "jacobian" to "ntvp" when one block's Jacobians would exceed this.
+_MAX_JACOBIAN_BYTES = 2**31
+
+
+# ----------------------------------------------------------------------------- empirical NTK
+
+
+def _outputs_2d(apply: Apply, params: Params, x: jax.Array) -> jax.Array:
+    """Network outputs as an (n, k) array (a scalar output becomes k = 1)."""
+    out = apply(params, x)
+    return out.reshape(out.shape[0], -1)
+
+
+def _contract(j1: jax.Array, j2: jax.Array, trace: bool) -> jax.Array:
+    """Contract (n1, k, p) and (n2, k, p) Jacobian blocks over parameters."""
+    if trace:
+        n1, n2 = j1.shape[0], j2.shape[0]
+        return j1.reshape(n1, -1) @ j2.reshape(n2, -1).T / j1.shape[1]
+    return jnp.einsum("iap,jbp->ijab", j1, j2)
+
+
+def _jacobian_kernel(apply: Apply, params: Params, x1, x2, trace: bool) -> jax.Array:
+    def single(p, x):
+        return apply(p, x[None]).reshape(-1)
+
+    jacobian = jax.vmap(jax.jacrev(single), in_axes=(None, 0))
+    j1 = jacobian(params, x1)
+    j2 = j1 if x2 is None else jacobian(params, x2)
+    leaves1, leaves2 = jax.tree.leaves(j1), jax.tree.leaves(j2)
+    total = None
+    for a, b in zip(leaves1, leaves2, strict=True):
+        term = _contract(
+            a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1), trace
+        )
+        total = term if total is None else total + term
+    return total
+
+
+def _ntvp_kernel(apply: Apply, params: Params, x1, x2, trace: bool) -> jax.Array:
+    x2 = x1 if x2 is None else x2
+    n1 = x1.shape[0]
+
+    def column(x):
+        """Theta(x1, x) as (k_b, n1, k_a): one VJP per output of f(x), then a JVP on x1."""
+        _, vjp = jax.vjp(lambda p: apply(p, x[None]).reshape(-1), params)
+
+        def push(cotangent):
+            (direction,) = vjp(cotangent)
+            return jax.jvp(lambda p: apply(p, x1).reshape(n1, -1), (params,), (direction,))[1]
+
+        k = _outputs_2d(apply, params, x[None]).shape[1]
+        return jax.vmap(push)(jnp.eye(k, dtype=x1.dtype))
+
+    blocks = jax.lax.map(column, x2)  # (n2, k_b, n1, k_a): sequential over x2, bounded memory
+    if trace:
+        return jnp.einsum("jaia->ij", blocks) / blocks.shape[1]
+    return blocks.transpose(2, 0, 3, 1)
+
+
+def _dense_chain(apply: Apply, params: Params):
+    """The DenseChain behind `apply`, or None when it is not a dense network."""
+    merge = getattr(apply, "merge", None)
+    if merge is None:
+        return None
+    model = merge(params)
+    describe = getattr(model, "dense_chain", None)
+    return None if describe is None else describe()
+
+
+def _activation_and_derivative(name: str):
+    from kdbook.models import ACTIVATIONS
+
+    phi = ACTIVATIONS[name]
+    if name == "relu":
+        return phi, lambda u: (u > 0).astype(u.dtype)
+    if name == "erf":
+        return phi, lambda u: 2.0 / math.sqrt(math.pi) * jnp.exp(-(u**2))
+    return phi, lambda u: 1.0 - jnp.tanh(u) ** 2
+
+
+def _structured_factors(chain, x):
+    """Per layer: its input h_l (n, m_in) and backpropagated signals delta_l (n, k, m_out)."""
+    phi, dphi = _activation_and_derivative(chain.activation)
+    inputs, pre = [], []
+    h = x
+    for layer, (w, b, sw, sb) in enumerate(
+        zip(chain.weights, chain.biases, chain.w_scales, chain.b_scales, strict=True)
+    ):
+        inputs.append(h)
+        u = sw * (h @ w)
+        if b is not None:
+            u = u + sb * b[None, :]
+        pre.append(u)
+        if layer < len(chain.weights) - 1:
+            h = phi(u)
+    # delta of the output layer is the identity over outputs; go backwards from there.
+    k = chain.weights[-1].shape[1]
+    delta = jnp.broadcast_to(jnp.eye(k, dtype=x.dtype)[None], (x.shape[0], k, k))
+    deltas = [delta]
+    for layer in range(len(chain.weights) - 1, 0, -1):
+        back = chain.w_scales[layer] * (delta @ chain.weights[layer].T)  # (n, k, m)
+        delta = dphi(pre[layer - 1])[:, None, :] * back
+        deltas.append(delta)
+    return inputs, deltas[::-1]
+
+
+def _structured_kernel(chain, x1, x2, trace: bool) -> jax.Array:
+    in1, d1 = _structured_factors(chain, x1)
+    in2, d2 = (in1, d1) if x2 is None else _structured_factors(chain, x2)
+    n1, n2 = x1.shape[0], in2[0].shape[0]
+    total = None
+    for layer, trainable in enumerate(chain.trainable):
+        if not trainable:
+            continue
+        sw, sb = chain.w_scales[layer], chain.b_scales[layer]
+        inputs = sw**2 * (in1[layer] @ in2[layer].T)
+        if chain.biases[layer] is not None:
+            inputs = inputs + sb**2
+        k = d1[layer].shape[1]
+        if trace:
+            signal = d1[layer].reshape(n1, -1) @ d2[layer].reshape(n2, -1).T / k
+            term = inputs * signal
+        else:
+            signal = jnp.einsum("iam,jbm->ijab", d1[layer], d2[layer])
+            term = inputs[:, :, None, None] * signal
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("the network has no trainable layer, so its NTK is zero")
+    return total
+
+
+def _validate_inputs(x1, x2) -> None:
+    if jnp.ndim(x1) != 2:
+        raise ValueError(f"x1 must have shape (n1, d), got shape {jnp.shape(x1)}")
+    if x2 is not None and (jnp.ndim(x2) != 2 or jnp.shape(x2)[1] != jnp.shape(x1)[1]):
+        raise ValueError(
+            f"x2 must have shape (n2, {jnp.shape(x1)[1]}) like x1, got shape {jnp.shape(x2)}"
+        )
+    if jnp.shape(x1)[0] == 0 or (x2 is not None and jnp.shape(x2)[0] == 0):
+        raise ValueError("x1 and x2 must contain at least one input each")
+
+
+def _resolve_method(method, apply, params, x1, batch_size) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    chain = _dense_chain(apply, params) if method in ("auto", "structured") else None
+    if method == "structured" and chain is None:
+        raise ValueError(
+            "method='structured' needs `apply` from kdbook.functionalize() of a dense "
+            "network (MLP or TwoLayerNet); use method='jacobian' or 'ntvp' instead"
+        )
+    if method == "auto":
+        if chain is not None:
+            return "structured"
+        k = _outputs_2d(apply, params, x1[:1]).shape[1]
+        rows = x1.shape[0] if batch_size is None else batch_size
+        size = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))
+        return "jacobian" if 2 * rows * k * size <= _MAX_JACOBIAN_BYTES else "ntvp"
+    return method
+
+
+def empirical_ntk(
+    apply: Apply,
+    params: Params,
+    x1: jax.Array,
+    x2: jax.Array | None = None,
+    *,
+    method: str = "auto",
+    trace: bool = True,
+    batch_size: int | None = None,
+    shard: bool = False,
+) -> jax.Array:
+    r"""The empirical NTK :math:`\Theta(x_1, x_2)` of ``apply`` at ``params``.
+
+    Args:
+        apply: ``apply(params, x) -> outputs`` of shape ``(n,)`` or ``(n, k)``.
+        params: the parameters (any pytree) at which to linearize.
+        x1: ``(n1, d)`` inputs.
+        x2: ``(n2, d)`` inputs; ``None`` means ``x1`` (and exploits the symmetry).
+        method: ``"auto"``, ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (see the module
+            docstring for when each wins).
+        trace: return the mean over outputs of the diagonal,
+            :math:`\frac1k \sum_a \Theta_{aa}`, of shape ``(n1, n2)`` (for a scalar output this is
+            the NTK itself, and it is what :func:`infinite_kernels` predicts); ``False`` returns
+            the full ``(n1, n2, k, k)`` kernel.
+        batch_size: compute the kernel in ``batch_size x batch_size`` blocks (bounded memory).
+        shard: spread the blocks over ``jax.devices()`` (needs ``batch_size``).
+
+    Returns:
+        The kernel, ``(n1, n2)`` or ``(n1, n2, k, k)``.
+
+    Example:
+        >>> apply, params = functionalize(MLP(4, depth=2, width=512, out_features=1,
+        ...                                    rngs=nnx.Rngs(0)))
+        >>> empirical_ntk(apply, params, x).shape
+        (n, n)
+    """
+    x1 = jnp.asarray(x1)
+    x2 = None if x2 is None else jnp.asarray(x2)
+    _validate_inputs(x1, x2)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if shard and batch_size is None:
+        raise ValueError("shard=True splits the kernel into blocks: set batch_size as well")
+    method = _resolve_method(method, apply, params, x1, batch_size)
+    if batch_size is None:
+        return _compiled(apply, method, trace)(params, x1, x2)
+    return _blockwise(apply, method, trace, params, x1, x2, batch_size, shard)
+
+
+def _kernel_function(apply: Apply, method: str, trace: bool):
+    """The pure (params, x1, x2) -> kernel function of one method."""
+    if method == "structured":
+        return lambda p, a, b: _structured_kernel(_dense_chain(apply, p), a, b, trace)
+    if method == "jacobian":
+        return lambda p, a, b: _jacobian_kernel(apply, p, a, b, trace)
+    return lambda p, a, b: _ntvp_kernel(apply, p, a, b, trace)
+
+
+# Compiled functions are cached per (apply, method, ...): a new jax.jit wrapper per call would
+# recompile every time.
+@lru_cache(maxsize=64)
+def _compiled(apply: Apply, method: str, trace: bool):
+    return jax.jit(_kernel_function(apply, method, trace))
+
+
+@lru_cache(maxsize=64)
+def _compiled_blocks(apply: Apply, method: str, trace: bool, devices: tuple):
+    kernel_fn = _kernel_function(apply, method, trace)
+    block_fn = jax.vmap(kernel_fn, in_axes=(None, 0, 0))
+    if len(devices) == 1:
+        return jax.jit(block_fn)
+    sharded = NamedSharding(Mesh(np.asarray(devices), ("blocks",)), PartitionSpec("blocks"))
+    replicated = NamedSharding(Mesh(np.asarray(devices), ("blocks",)), PartitionSpec())
+    return jax.jit(block_fn, in_shardings=(replicated, sharded, sharded), out_shardings=sharded)
+
+
+def _blockwise(apply, method, trace, params, x1, x2, batch_size: int, shard: bool) -> jax.Array:
+    """Assemble the kernel from fixed-size blocks (padded), in parallel over devices if asked."""
+    symmetric = x2 is None
+    x2 = x1 if symmetric else x2
+
+    def pad(x):
+        blocks = -(-x.shape[0] // batch_size)
+        padded = jnp.zeros((blocks * batch_size, x.shape[1]), x.dtype).at[: x.shape[0]].set(x)
+        return padded.reshape(blocks, batch_size, x.shape[1])
+
+    b1, b2 = pad(x1), pad(x2)
+    pairs = [
+        (i, j) for i in range(b1.shape[0]) for j in range(b2.shape[0]) if not symmetric or i <= j
+    ]
+    devices = tuple(jax.devices()) if shard else tuple(jax.devices()[:1])
+    block_fn = _compiled_blocks(apply, method, trace, devices)
+
+    out = None
+    step = len(devices)
+    for start in range(0, len(pairs), step):
+        chunk = pairs[start : start + step]
+        chunk = chunk + [chunk[-1]] * (step - len(chunk))  # pad so every device gets a block
+        left = jnp.stack([b1[i] for i, _ in chunk])
+        right = jnp.stack([b2[j] for _, j in chunk])
+        values = np.asarray(block_fn(params, left, right))
+        if out is None:
+            shape = (b1.shape[0] * batch_size, b2.shape[0] * batch_size) + values.shape[3:]
+            out = np.zeros(shape, values.dtype)
+        for (i, j), block in zip(chunk, values, strict=True):
+            rows = slice(i * batch_size, (i + 1) * batch_size)
+            cols = slice(j * batch_size, (j + 1) * batch_size)
+            out[rows, cols] = block
+            if symmetric and i != j:
+                # Theta(x', x)_{ba} = Theta(x, x')_{ab}: swap examples and, if present, outputs.
+                out[cols, rows] = (
+                    np.swapaxes(np.swapaxes(block, 0, 1), 2, 3) if block.ndim == 4 else block.T
+                )
+    return jnp.asarray(out[: x1.shape[0], : x2.shape[0]])
+
+
+# ----------------------------------------------------------------------------- infinite width
+
+
+class InfiniteKernels(NamedTuple):
+    """The infinite-width kernels of an MLP's scalar output.
+
+    Attributes:
+        nngp: the NNGP kernel: the covariance of the outputs at initialisation.
+        ntk: the neural tangent kernel.
+    """
+
+    nngp: jax.Array
+    ntk: jax.Array
+
+
+# Abramowitz & Stegun 4.4.46: arccos(x) = sqrt(1 - x) * poly(x) on [0, 1], |error| <= 2e-8.
+_ARCCOS_COEFFICIENTS = (
+    1.5707963050,
+    -0.2145988016,
+    0.0889789874,
+    -0.0501743046,
+    0.0308918810,
+    -0.0170881256,
+    0.0066700901,
+    -0.0012624911,
+)
+
+
+def _arccos(c: jax.Array) -> jax.Array:
+    """arccos by polynomial in float32 (XLA's arccos goes through a slow atan2)."""
+    if c.dtype == jnp.float64:
+        return jnp.arccos(c)
+    a = jnp.abs(c)
+    poly = jnp.zeros_like(a)
+    for coefficient in reversed(_ARCCOS_COEFFICIENTS):
+        poly = poly * a + coefficient
+    positive = jnp.sqrt(1.0 - a) * poly
+    return jnp.where(c >= 0, positive, math.pi - positive)
+
+
+def _relu_moments(cross, diag1, diag2):
+    """E[relu(u) relu(u')] and E[relu'(u) relu'(u')] for (u, u') with covariance (d1, cross, d2)."""
+    norms = jnp.sqrt(diag1[:, None] * diag2[None, :])
+    cosine = jnp.clip(
+        jnp.where(norms > 0, cross / jnp.where(norms > 0, norms, 1.0), 0.0), -1.0, 1.0
+    )
+    theta = _arccos(cosine)
+    sine = jnp.sqrt(jnp.maximum(1.0 - cosine**2, 0.0))
+    value = norms * (sine + (math.pi - theta) * cosine) / (2 * math.pi)
+    return value, (math.pi - theta) / (2 * math.pi)
+
+
+def _erf_moments(cross, diag1, diag2):
+    """E[erf(u) erf(u')] and E[erf'(u) erf'(u')] (Williams, 1997)."""
+    a, b = 1.0 + 2.0 * diag1[:, None], 1.0 + 2.0 * diag2[None, :]
+    value = 2.0 / math.pi * jnp.arcsin(jnp.clip(2.0 * cross / jnp.sqrt(a * b), -1.0, 1.0))
+    derivative = 4.0 / math.pi / jnp.sqrt(a * b - 4.0 * cross**2)
+    return value, derivative
+
+
+def infinite_kernels(
+    x1: jax.Array,
+    x2: jax.Array | None = None,
+    *,
+    depth: int,
+    activation: str = "relu",
+    w_std: float = 1.0,
+    b_std: float = 0.0,
+) -> InfiniteKernels:
+    r"""Infinite-width NNGP and NTK of ``MLP(depth=depth, activation=..., w_std, b_std)``.
+
+    With :math:`\Sigma^{(0)}(x, x') = \sigma_w^2\, x^\top x' / d + \sigma_b^2` and
+    :math:`\Theta^{(0)} = \Sigma^{(0)}`, each hidden layer maps
+
+    .. math::
+
+        \Sigma^{(l+1)} = \sigma_w^2\, \E[\phi(u)\phi(u')] + \sigma_b^2, \qquad
+        \Theta^{(l+1)} = \Sigma^{(l+1)} + \sigma_w^2\, \E[\phi'(u)\phi'(u')]\, \Theta^{(l)},
+
+    with :math:`(u, u') \sim N(0, \Sigma^{(l)})`; after ``depth`` hidden layers these are the
+    kernels of the scalar output. The empirical NTK of a network of width :math:`m` (NTK
+    parameterization) converges to :math:`\Theta` at rate :math:`m^{-1/2}`.
+
+    Args:
+        x1: ``(n1, d)`` inputs.
+        x2: ``(n2, d)`` inputs, or ``None`` for ``x1``.
+        depth: number of hidden layers ``L >= 0``.
+        activation: ``"relu"`` or ``"erf"``.
+        w_std: :math:`\sigma_w > 0`.
+        b_std: :math:`\sigma_b \ge 0`.
+
+    Returns:
+        :class:`InfiniteKernels` ``(nngp, ntk)``, each ``(n1, n2)``.
+    """
+    x1 = jnp.asarray(x1)
+    x2 = None if x2 is None else jnp.asarray(x2)
+    _validate_inputs(x1, x2)
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
+        raise ValueError(f"depth must be a non-negative integer, got {depth!r}")
+    if activation not in ("relu", "erf"):
+        raise ValueError(f"activation must be 'relu' or 'erf' (closed forms), got {activation!r}")
+    if not w_std > 0 or not b_std >= 0:
+        raise ValueError(f"w_std must be > 0 and b_std >= 0, got w_std={w_std}, b_std={b_std}")
+    return _infinite(x1, x1 if x2 is None else x2, depth, activation, float(w_std), float(b_std))
+
+
+def _diagonal_moment(diag, activation: str):
+    """E[phi(u)^2] for u ~ N(0, diag)."""
+    if activation == "relu":
+        return diag / 2.0
+    return 2.0 / math.pi * jnp.arcsin(2.0 * diag / (1.0 + 2.0 * diag))
+
+
+@partial(jax.jit, static_argnames=("depth", "activation", "w_std", "b_std"))
+def _infinite(x1, x2, depth, activation, w_std, b_std):
+    d = x1.shape[1]
+    moments = _relu_moments if activation == "relu" else _erf_moments
+    cross = w_std**2 * (x1 @ x2.T) / d + b_std**2
+    diag1 = w_std**2 * jnp.sum(x1**2, axis=1) / d + b_std**2
+    diag2 = w_std**2 * jnp.sum(x2**2, axis=1) / d + b_std**2
+    ntk = cross
+    for _ in range(depth):
+        value, derivative = moments(cross, diag1, diag2)
+        cross = w_std**2 * value + b_std**2
+        ntk = cross + w_std**2 * derivative * ntk
+        diag1 = w_std**2 * _diagonal_moment(diag1, activation) + b_std**2
+        diag2 = w_std**2 * _diagonal_moment(diag2, activation) + b_std**2
+    return InfiniteKernels(cross, ntk)

@@ -1,0 +1,252 @@
+"""kdbook.ntk: every empirical-NTK method against every other and a brute-force Jacobian;
+the infinite-width kernels against Monte-Carlo estimates and hand-derived special cases."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.flatten_util import ravel_pytree
+
+import kdbook as kd
+from kdbook.models import TwoLayerNet
+from kdbook.ntk import _arccos, _structured_factors, empirical_ntk, infinite_kernels
+
+METHODS = ["jacobian", "ntvp", "structured"]
+
+
+def _models():
+    return {
+        "mlp-erf-bias": lambda: kd.MLP(
+            5, depth=2, width=16, out_features=3, activation="erf", b_std=0.3, rngs=nnx.Rngs(0)
+        ),
+        "mlp-relu-standard": lambda: kd.MLP(
+            5,
+            depth=1,
+            width=16,
+            out_features=2,
+            b_std=0.2,
+            parameterization="standard",
+            rngs=nnx.Rngs(1),
+        ),
+        "mlp-tanh-scalar": lambda: kd.MLP(
+            5, depth=3, width=8, out_features=1, activation="tanh", rngs=nnx.Rngs(2)
+        ),
+        "two-layer": lambda: TwoLayerNet(5, width=16, rngs=nnx.Rngs(3)),
+    }
+
+
+def _brute_force(apply, params, x1, x2):
+    """Theta from the flattened Jacobian: J1 J2^T, shape (n1, n2, k, k)."""
+    flat, unravel = ravel_pytree(params)
+
+    def jac(x):
+        return jax.jacrev(lambda f: apply(unravel(f), x).reshape(x.shape[0], -1))(flat)
+
+    return jnp.einsum("iap,jbp->ijab", jac(x1), jac(x2))
+
+
+@pytest.mark.parametrize("name", list(_models()))
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_every_method_matches_the_brute_force_jacobian(name, symmetric):
+    with kd.float64():
+        apply, params = kd.functionalize(_models()[name]())
+        x1 = jax.random.normal(jax.random.key(0), (7, 5))
+        x2 = None if symmetric else jax.random.normal(jax.random.key(1), (4, 5))
+        full = _brute_force(apply, params, x1, x1 if symmetric else x2)
+        traced = jnp.einsum("ijaa->ij", full) / full.shape[2]
+        for method in METHODS:
+            for batch_size in [None, 3]:
+                got_full = empirical_ntk(
+                    apply, params, x1, x2, method=method, trace=False, batch_size=batch_size
+                )
+                got = empirical_ntk(apply, params, x1, x2, method=method, batch_size=batch_size)
+                np.testing.assert_allclose(
+                    got_full,
+                    full,
+                    rtol=1e-10,
+                    atol=1e-12,
+                    err_msg=f"{method}, batch_size={batch_size}",
+                )
+                np.testing.assert_allclose(
+                    got,
+                    traced,
+                    rtol=1e-10,
+                    atol=1e-12,
+                    err_msg=f"{method}, batch_size={batch_size}",
+                )
+
+
+def test_methods_agree_in_float32_and_auto_picks_structured():
+    apply, params = kd.functionalize(
+        kd.MLP(8, depth=2, width=256, out_features=4, rngs=nnx.Rngs(4))
+    )
+    x = jax.random.normal(jax.random.key(2), (32, 8))
+    kernels = {m: empirical_ntk(apply, params, x, method=m) for m in METHODS + ["auto"]}
+    for method in METHODS:
+        np.testing.assert_allclose(kernels[method], kernels["jacobian"], rtol=2e-5, atol=1e-6)
+    assert np.array_equal(kernels["auto"], kernels["structured"])
+
+
+def test_any_apply_works_with_jacobian_and_ntvp():
+    """A hand-written model (not an NNX module) with a nonlinearity in its parameters."""
+
+    def apply(params, x):
+        return jnp.tanh(x @ params["w"]) @ params["v"] + jnp.sin(params["c"])[None, :]
+
+    params = {
+        "w": jnp.ones((3, 4)) * 0.3,
+        "v": jnp.arange(8.0).reshape(4, 2) / 8,
+        "c": jnp.array([0.5, -0.2]),
+    }
+    x = jax.random.normal(jax.random.key(3), (5, 3))
+    with kd.float64():
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+        x = jnp.asarray(x, jnp.float64)
+        full = _brute_force(apply, params, x, x)
+        for method in ["jacobian", "ntvp", "auto"]:
+            got = empirical_ntk(apply, params, x, method=method, trace=False)
+            np.testing.assert_allclose(got, full, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="structured"):
+        empirical_ntk(apply, params, x, method="structured")
+
+
+def test_blocks_spread_over_devices_give_the_same_kernel():
+    """Sharding over 4 (virtual CPU) devices, in a subprocess so the device count can be set."""
+    code = textwrap.dedent("""
+        import jax, numpy as np
+        from flax import nnx
+        import kdbook as kd
+        assert jax.device_count() == 4
+        apply, params = kd.functionalize(kd.MLP(6, depth=1, width=64, out_features=2,
+                                                rngs=nnx.Rngs(0)))
+        x = jax.random.normal(jax.random.key(0), (21, 6))
+        whole = kd.empirical_ntk(apply, params, x, method="jacobian")
+        sharded = kd.empirical_ntk(apply, params, x, method="jacobian", batch_size=4, shard=True)
+        np.testing.assert_allclose(sharded, whole, rtol=1e-5, atol=1e-6)
+        print("ok")
+    """)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_infinite_kernels_at_depth_zero_are_the_input_kernel():
+    x = jax.random.normal(jax.random.key(4), (5, 3))
+    nngp, ntk = infinite_kernels(x, depth=0, w_std=2.0, b_std=0.5)
+    np.testing.assert_allclose(nngp, 4.0 * x @ x.T / 3 + 0.25, rtol=1e-6)
+    np.testing.assert_allclose(ntk, nngp)
+
+
+def test_infinite_relu_kernel_hand_derived_cases():
+    """One hidden ReLU layer, w_std = 1, b_std = 0, inputs of norm sqrt(d)."""
+    d = 4
+    x = jnp.sqrt(d) * jnp.eye(d)[:2]  # two orthogonal inputs of norm sqrt(d)
+    nngp, ntk = infinite_kernels(x, depth=1)
+    # Same input: Sigma1 = 1/2, Theta1 = Sigma1 + Sigma0 * 1/2 = 1.
+    np.testing.assert_allclose(jnp.diag(nngp), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(jnp.diag(ntk), 1.0, rtol=1e-6)
+    # Orthogonal inputs: Sigma1 = 1/(2 pi) (sin(pi/2) term only), Theta1 = Sigma1.
+    np.testing.assert_allclose(nngp[0, 1], 1 / (2 * np.pi), rtol=1e-6)
+    np.testing.assert_allclose(ntk[0, 1], 1 / (2 * np.pi), rtol=1e-6)
+
+
+def test_infinite_erf_kernel_hand_derived_case():
+    """One erf layer: E[erf(u)^2] = 2/pi arcsin(2s / (1 + 2s)) for u ~ N(0, s)."""
+    x = jnp.ones((1, 2))
+    nngp, ntk = infinite_kernels(x, depth=1, activation="erf")
+    s = 1.0
+    np.testing.assert_allclose(nngp[0, 0], 2 / np.pi * np.arcsin(2 * s / (1 + 2 * s)), rtol=1e-6)
+    derivative = 4 / np.pi / np.sqrt((1 + 2 * s) ** 2 - 4 * s**2)
+    np.testing.assert_allclose(ntk[0, 0], nngp[0, 0] + derivative * s, rtol=1e-6)
+
+
+@pytest.mark.parametrize("activation, b_std", [("relu", 0.0), ("relu", 0.4), ("erf", 0.3)])
+def test_infinite_kernels_match_wide_networks(activation, b_std):
+    """Monte Carlo: empirical NTK of wide networks (mean of 4) and the last layer's NNGP."""
+    x = jax.random.normal(jax.random.key(5), (6, 5))
+    exact = infinite_kernels(x, depth=2, activation=activation, w_std=1.4, b_std=b_std)
+    ntks, nngps = [], []
+    for seed in range(4):
+        model = kd.MLP(
+            5,
+            depth=2,
+            width=4096,
+            out_features=1,
+            activation=activation,
+            w_std=1.4,
+            b_std=b_std,
+            rngs=nnx.Rngs(seed),
+        )
+        apply, params = kd.functionalize(model)
+        ntks.append(empirical_ntk(apply, params, x))
+        # The output layer's contribution to the NTK is the empirical NNGP.
+        inputs, _ = _structured_factors(model.dense_chain(), x)
+        last = inputs[-1]
+        nngps.append(1.4**2 * last @ last.T / last.shape[1] + b_std**2)
+    for estimate, target in [(np.mean(ntks, 0), exact.ntk), (np.mean(nngps, 0), exact.nngp)]:
+        # Fluctuations are O(1/sqrt(width * seeds)) ~ 1%; 5% leaves room without hiding bugs.
+        assert np.linalg.norm(estimate - target) / np.linalg.norm(target) < 0.05
+
+
+def test_empirical_ntk_concentrates_like_inverse_sqrt_width():
+    x = jax.random.normal(jax.random.key(6), (8, 4))
+    target = infinite_kernels(x, depth=1).ntk
+    widths = [64, 256, 1024, 4096]
+    errors = []
+    for width in widths:
+        distances = []
+        for seed in range(6):
+            apply, params = kd.functionalize(
+                kd.MLP(4, depth=1, width=width, out_features=1, rngs=nnx.Rngs(seed))
+            )
+            k = empirical_ntk(apply, params, x)
+            distances.append(np.linalg.norm(k - target) / np.linalg.norm(target))
+        errors.append(np.mean(distances))
+    slope, _ = kd.fit_power_law(widths, errors)
+    assert -0.7 < slope < -0.3, (slope, errors)
+
+
+def test_two_layer_net_ntk_is_the_gram_matrix_at_large_width():
+    x = jax.random.normal(jax.random.key(7), (6, 3))
+    x = x / jnp.linalg.norm(x, axis=1, keepdims=True)
+    cosine = jnp.clip(x @ x.T, -1, 1)
+    h_infinity = cosine * (np.pi - jnp.arccos(cosine)) / (2 * np.pi)
+    apply, params = kd.functionalize(TwoLayerNet(3, width=20_000, rngs=nnx.Rngs(0)))
+    k = empirical_ntk(apply, params, x)
+    assert np.linalg.norm(k - h_infinity) / np.linalg.norm(h_infinity) < 0.03
+
+
+def test_polynomial_arccos_is_accurate_in_float32():
+    c = jnp.linspace(-1.0, 1.0, 20_001, dtype=jnp.float32)
+    error = np.abs(np.asarray(_arccos(c), np.float64) - np.arccos(np.asarray(c, np.float64)))
+    assert error.max() < 1e-6
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda a, p: empirical_ntk(a, p, jnp.ones(3)), "x1 must have shape"),
+        (lambda a, p: empirical_ntk(a, p, jnp.ones((2, 3)), jnp.ones((2, 4))), "x2 must have"),
+        (lambda a, p: empirical_ntk(a, p, jnp.ones((0, 3))), "at least one"),
+        (lambda a, p: empirical_ntk(a, p, jnp.ones((2, 3)), method="fast"), "method must be"),
+        (lambda a, p: empirical_ntk(a, p, jnp.ones((2, 3)), batch_size=0), "batch_size"),
+        (lambda a, p: empirical_ntk(a, p, jnp.ones((2, 3)), shard=True), "set batch_size"),
+        (lambda a, p: infinite_kernels(jnp.ones((2, 3)), depth=-1), "depth"),
+        (lambda a, p: infinite_kernels(jnp.ones((2, 3)), depth=1, activation="tanh"), "closed"),
+        (lambda a, p: infinite_kernels(jnp.ones((2, 3)), depth=1, w_std=0.0), "w_std"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(call, match):
+    apply, params = kd.functionalize(kd.MLP(3, depth=1, width=4, out_features=1, rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match=match):
+        call(apply, params)
