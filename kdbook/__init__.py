@@ -5,8 +5,10 @@ model becomes a pure function ``apply(params, x)`` (:func:`kdbook.functional.fun
 NTK, linearization, pruning and theory code work on that contract and on pytrees.
 
 Modules: :mod:`kdbook.models` (Flax NNX networks), :mod:`kdbook.functional` (the contract and
-pytree helpers), :mod:`kdbook.losses` (KD objective), :mod:`kdbook.train` (training loops),
-:mod:`kdbook.data` (synthetic tasks and digits), :mod:`kdbook.theory` (the theory's quantities),
+pytree helpers), :mod:`kdbook.ntk` (empirical and infinite-width NTKs), :mod:`kdbook.kernels`
+(kernel regression and closed-form dynamics), :mod:`kdbook.linearize` (Taylor models),
+:mod:`kdbook.losses` (KD objective), :mod:`kdbook.train` (training loops), :mod:`kdbook.data`
+(synthetic tasks and digits), :mod:`kdbook.theory` (the theory's quantities),
 :mod:`kdbook.plotting` (house style), :mod:`kdbook.precision` (float64 switch).
 """
 
@@ -34,6 +36,7 @@ from kdbook.functional import (
     tree_size,
     tree_stack,
 )
+from kdbook.kernels import kernel_regression, kernel_solve, kernel_spectrum, linearized_dynamics
 from kdbook.linearize import linearize
 from kdbook.losses import (
     accuracy,
@@ -74,7 +77,11 @@ __all__ = [
     "infinite_kernels",
     "kd_logit_gradient",
     "kd_loss",
+    "kernel_regression",
+    "kernel_solve",
+    "kernel_spectrum",
     "linearize",
+    "linearized_dynamics",
     "logit_matching_loss",
     "make_gaussian_bumps",
     "make_gaussian_mixture",

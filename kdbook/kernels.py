@@ -1,0 +1,475 @@
+r"""Kernel regression and the closed-form gradient-descent dynamics of linearized models.
+
+Everything here takes kernel matrices and knows nothing about networks: a kernel is a symmetric
+positive semi-definite matrix :math:`K_{ij} = k(x_i, x_j)` on the ``n`` training inputs, and a
+cross kernel :math:`K_* \in \mathbb{R}^{m \times n}` holds :math:`k(x^*_a, x_j)` for ``m`` test
+inputs. Targets ``y`` are ``(n,)`` or ``(n, k)``; with ``k`` outputs the same scalar kernel is
+shared by every output (as for the NTK of a network whose output layer is a plain dense layer).
+
+* :func:`kernel_solve` solves :math:`(K + \lambda I)\,x = b` by Cholesky.
+* :func:`kernel_regression` predicts :math:`K_* (K + \lambda I)^{-1} y`: kernel ridge regression,
+  and for :math:`\lambda = 0` the minimum-norm interpolant.
+* :func:`kernel_spectrum` gives eigenvalues in descending order and their eigenvectors.
+* :func:`linearized_dynamics` gives the predictions of a linearized model trained by gradient
+  descent (or gradient flow) under the mean squared error, in closed form, at any times.
+
+**Errors.** Bad shapes or values raise ``ValueError`` naming the argument. A kernel that a
+Cholesky factorisation cannot handle in its dtype, because it has a negative eigenvalue or is too
+ill-conditioned (a float32 kernel on near-duplicate inputs has a condition number beyond
+:math:`10^8`), raises :class:`numpy.linalg.LinAlgError` (a subclass of ``ValueError``) whose
+message suggests a ridge or float64 (:func:`kdbook.float64`); it never returns NaN silently.
+Value checks (symmetry, signs, non-finite results) need concrete arrays: for traced arguments,
+inside ``jax.jit`` or ``jax.vmap``, only shapes are checked and results are returned as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import cho_factor, cho_solve
+from jax.typing import ArrayLike
+
+__all__ = ["kernel_regression", "kernel_solve", "kernel_spectrum", "linearized_dynamics"]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _as_float(x: ArrayLike) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+@jax.jit
+def _kernel_summary(kernel: jax.Array):
+    """Largest entry, largest asymmetry and finiteness, in one fused pass (O(n^2))."""
+    return (
+        jnp.max(jnp.abs(kernel)),
+        jnp.max(jnp.abs(kernel - kernel.T)),
+        jnp.all(jnp.isfinite(kernel)),
+    )
+
+
+def _check_kernel(name: str, kernel: ArrayLike) -> jax.Array:
+    """A square, finite, symmetric (n, n) float matrix with n >= 1."""
+    kernel = _as_float(kernel)
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] == 0:
+        raise ValueError(f"{name} must be a square (n, n) matrix with n >= 1, got {kernel.shape}")
+    if _concrete(kernel):
+        # Evaluate now, even inside a jit trace where a constant kernel would become a tracer.
+        with jax.ensure_compile_time_eval():
+            scale, asymmetry, finite = (x.item() for x in _kernel_summary(kernel))
+        if not finite:
+            raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+        # Kernels built as J J^T are symmetric only up to round-off; sqrt(eps) is generous.
+        tolerance = float(np.sqrt(np.finfo(kernel.dtype).eps)) * scale
+        if asymmetry > tolerance:
+            raise ValueError(
+                f"{name} must be symmetric: max |K - K^T| = {asymmetry:.3g} exceeds "
+                f"{tolerance:.3g} (sqrt(eps) of {kernel.dtype} times max |K|)"
+            )
+    return kernel
+
+
+def _check_rows(name: str, x: ArrayLike, n: int, what: str) -> jax.Array:
+    """A float (n,) or (n, k) array whose rows belong to the n points of ``what``."""
+    x = _as_float(x)
+    if x.ndim not in (1, 2) or x.shape[0] != n:
+        raise ValueError(
+            f"{name} must have shape ({n},) or ({n}, k) to match {what}, got {x.shape}"
+        )
+    if _concrete(x) and not np.isfinite(np.asarray(x)).all():
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    return x
+
+
+def _check_shape(name: str, x: ArrayLike, shape: tuple[int, ...], why: str) -> jax.Array:
+    x = _as_float(x)
+    if x.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} ({why}), got {x.shape}")
+    return x
+
+
+def _check_cross(kernel_test_train: ArrayLike, n: int) -> jax.Array:
+    cross = _as_float(kernel_test_train)
+    if cross.ndim != 2 or cross.shape[1] != n:
+        raise ValueError(
+            f"kernel_test_train must have shape (m, {n}) (test points by the {n} training "
+            f"points), got {cross.shape}"
+        )
+    return cross
+
+
+def _check_ridge(ridge) -> None:
+    if _concrete(ridge) and not float(ridge) >= 0:
+        raise ValueError(f"ridge must be >= 0, got {float(ridge)}")
+
+
+def _not_positive_definite(name: str, kernel: jax.Array) -> np.linalg.LinAlgError:
+    n, dtype = kernel.shape[0], kernel.dtype
+    suggestion = 1e-6 * float(np.mean(np.diag(np.asarray(kernel))))
+    return np.linalg.LinAlgError(
+        f"{name} is not numerically positive definite in {dtype}: the Cholesky factorisation "
+        f"of the ({n}, {n}) matrix produced non-finite values. Either the kernel has a negative "
+        f"eigenvalue, or it is too ill-conditioned for {dtype} (for example near-duplicate "
+        f"inputs). Add a ridge to its diagonal, e.g. ridge={suggestion:.1e} (1e-6 times the mean "
+        "diagonal; increase it if this error persists), or compute in float64 inside "
+        "`with kdbook.float64():`."
+    )
+
+
+# ----------------------------------------------------------------------------- solves
+
+# The numerical cores are jitted: eager dispatch of their O(n^2) steps cost as much as the
+# O(n^3) factorisations they surround.
+
+
+@jax.jit
+def _cholesky_solve(kernel: jax.Array, rhs: jax.Array, ridge) -> tuple[jax.Array, jax.Array]:
+    """(K + ridge I)^{-1} rhs, and whether the factor and the solution are all finite."""
+    factor = cho_factor(kernel + ridge * jnp.eye(kernel.shape[0], dtype=kernel.dtype), lower=True)
+    solution = cho_solve(factor, rhs)
+    # A failed Cholesky (a pivot <= 0) fills the factor with NaN instead of raising.
+    return solution, jnp.all(jnp.isfinite(factor[0])) & jnp.all(jnp.isfinite(solution))
+
+
+def _solve(name: str, kernel: jax.Array, rhs: jax.Array, ridge) -> jax.Array:
+    """(K + ridge I)^{-1} rhs for validated arguments; raises instead of returning NaN."""
+    dtype = jnp.result_type(kernel, rhs)
+    kernel = kernel.astype(dtype)
+    solution, finite = _cholesky_solve(kernel, rhs.astype(dtype), ridge)
+    if _concrete(finite) and not finite.item():
+        raise _not_positive_definite(name, kernel)
+    return solution
+
+
+def kernel_solve(kernel: ArrayLike, rhs: ArrayLike, *, ridge: float = 0.0) -> jax.Array:
+    r"""Solve :math:`(K + \lambda I)\,x = b` for a symmetric positive (semi-)definite kernel.
+
+    .. math:: x = (K + \lambda I)^{-1} b, \qquad K + \lambda I = L L^\top \text{ (Cholesky)}
+
+    Args:
+        kernel: :math:`K`, a symmetric ``(n, n)`` matrix (symmetric up to ``sqrt(eps)`` of its
+            dtype times its largest entry; only the lower triangle is used).
+        rhs: :math:`b`, shape ``(n,)`` or ``(n, k)``.
+        ridge: :math:`\lambda \ge 0`, added to the diagonal.
+
+    Returns:
+        :math:`x`, shaped like ``rhs``.
+
+    Raises:
+        ValueError: bad shapes, a non-symmetric or non-finite kernel, a non-finite ``rhs``,
+            ``ridge < 0``.
+        numpy.linalg.LinAlgError: (a ``ValueError`` subclass) the Cholesky factorisation failed,
+            because :math:`K + \lambda I` has an eigenvalue that is negative beyond round-off or
+            is too ill-conditioned for its dtype. The message suggests a ridge and float64. This
+            check needs concrete values: under ``jax.jit`` a failed factorisation returns NaN.
+    """
+    kernel = _check_kernel("kernel", kernel)
+    rhs = _check_rows("rhs", rhs, kernel.shape[0], "kernel")
+    _check_ridge(ridge)
+    return _solve("kernel", kernel, rhs, ridge)
+
+
+def kernel_regression(
+    kernel_train: ArrayLike,
+    y_train: ArrayLike,
+    kernel_test_train: ArrayLike | None = None,
+    *,
+    ridge: float = 0.0,
+) -> jax.Array:
+    r"""Kernel ridge regression; with ``ridge=0`` the minimum-norm interpolant.
+
+    .. math:: \hat f(X_*) = K_* (K + \lambda I)^{-1} y
+
+    With :math:`\lambda = 0` this is the minimum-RKHS-norm function that interpolates the
+    training targets, and the limit :math:`t \to \infty` of :func:`linearized_dynamics` started
+    from :math:`f_0 = 0`.
+
+    Args:
+        kernel_train: :math:`K`, ``(n, n)``, symmetric positive definite (or semi-definite with
+            ``ridge > 0``).
+        y_train: ``(n,)`` or ``(n, k)`` targets.
+        kernel_test_train: :math:`K_*`, ``(m, n)``; ``None`` predicts on the training points
+            (:math:`K_* = K`), giving the fitted values.
+        ridge: :math:`\lambda \ge 0`.
+
+    Returns:
+        ``(m,)`` or ``(m, k)`` predictions (``(n,)``/``(n, k)`` with ``kernel_test_train=None``).
+
+    Raises:
+        ValueError: as :func:`kernel_solve`, and for a ``kernel_test_train`` not of shape
+            ``(m, n)``.
+        numpy.linalg.LinAlgError: as :func:`kernel_solve`.
+    """
+    kernel = _check_kernel("kernel_train", kernel_train)
+    n = kernel.shape[0]
+    y = _check_rows("y_train", y_train, n, "kernel_train")
+    cross = kernel if kernel_test_train is None else _check_cross(kernel_test_train, n)
+    _check_ridge(ridge)
+    weights = _solve("kernel_train", kernel, y, ridge)
+    return cross.astype(weights.dtype) @ weights
+
+
+def kernel_spectrum(kernel: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    r"""Eigenvalues in descending order and their eigenvectors: :math:`K = V \Lambda V^\top`.
+
+    Args:
+        kernel: a symmetric ``(n, n)`` matrix.
+
+    Returns:
+        ``(eigenvalues, eigenvectors)``: ``(n,)`` with
+        :math:`\lambda_1 \ge \dots \ge \lambda_n`, and ``(n, n)`` orthonormal columns,
+        ``eigenvectors[:, i]`` belonging to ``eigenvalues[i]``.
+    """
+    kernel = _check_kernel("kernel", kernel)
+    eigenvalues, eigenvectors = jnp.linalg.eigh(kernel)
+    return eigenvalues[::-1], eigenvectors[:, ::-1]
+
+
+# ----------------------------------------------------------------------------- dynamics
+
+
+def _check_times(times, discrete: bool) -> np.ndarray:
+    if isinstance(times, jax.core.Tracer):
+        raise TypeError("times must be concrete (a list or NumPy array), not a traced value")
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or times.size == 0:
+        raise ValueError(f"times must be a non-empty 1-D sequence, got shape {times.shape}")
+    if np.isnan(times).any() or (times < 0).any():
+        raise ValueError(f"times must be >= 0 (np.inf allowed), got {times}")
+    finite = times[np.isfinite(times)]
+    if discrete and not (
+        np.all(finite == np.round(finite)) and np.all(finite <= np.iinfo(np.int32).max)
+    ):
+        raise ValueError(
+            f"with discrete=True, times are numbers of gradient-descent steps and must be "
+            f"integers (or np.inf), got {times}"
+        )
+    return times
+
+
+def _check_step_size(learning_rate, largest_eigenvalue, n: int) -> None:
+    if not _concrete(learning_rate, largest_eigenvalue):
+        return
+    largest = float(largest_eigenvalue)
+    if learning_rate * largest / n >= 2:
+        raise ValueError(
+            f"learning_rate={learning_rate} makes gradient descent diverge: it needs "
+            f"learning_rate * lambda_max / n < 2, i.e. learning_rate < 2n/lambda_max = "
+            f"{2 * n / largest:.6g} (n={n}, lambda_max={largest:.6g})"
+        )
+
+
+def _check_semidefinite(smallest_eigenvalue, largest_eigenvalue) -> None:
+    if not _concrete(smallest_eigenvalue, largest_eigenvalue):
+        return
+    smallest, largest = smallest_eigenvalue.item(), largest_eigenvalue.item()
+    # Round-off makes zero eigenvalues of a PSD kernel slightly negative; those are clipped.
+    tolerance = float(np.sqrt(np.finfo(smallest_eigenvalue.dtype).eps)) * max(largest, 0.0)
+    if smallest < -tolerance:
+        raise np.linalg.LinAlgError(
+            f"kernel_train is not positive semi-definite: its smallest eigenvalue {smallest:.3g} "
+            f"is negative beyond round-off (largest eigenvalue {largest:.3g})"
+        )
+
+
+def _flow_factors(eigenvalues, times, eta_over_n):
+    r""":math:`1 - e^{-a\lambda}` and :math:`(1 - e^{-a\lambda})/\lambda`, :math:`a = \eta t/n`."""
+    scale = eta_over_n * times[:, None]  # (T, 1)
+    x = scale * eigenvalues[None, :]  # (T, n)
+    learned = -jnp.expm1(-x)
+    # (1 - e^{-x})/lambda = a (1 - e^{-x})/x, and (1 - e^{-x})/x -> 1 as x -> 0.
+    positive = x > jnp.finfo(x.dtype).tiny
+    gain = scale * jnp.where(positive, learned / jnp.where(positive, x, 1.0), 1.0)
+    return learned, gain
+
+
+def _discrete_factors(eigenvalues, steps, eta_over_n):
+    r""":math:`1 - (1 - h)^t` and :math:`(1 - (1 - h)^t)/\lambda` with :math:`h = \eta\lambda/n`."""
+    h = eta_over_n * eigenvalues[None, :]  # (1, n), in [0, 2) for a stable step
+    t = steps[:, None]  # (T, 1) integers
+    # For small h, 1 - (1 - h)^t cancels; -expm1(t log1p(-h)) does not. For h >= 1/2 there is
+    # no cancellation, and an integer power keeps the sign of (1 - h)^t when 1 < h < 2.
+    small = h < 0.5
+    log_base = jnp.log1p(-jnp.where(small, h, 0.0))
+    learned = jnp.where(small, -jnp.expm1(t * log_base), 1.0 - jnp.power(1.0 - h, t))
+    # (1 - (1 - h)^t)/lambda = (eta/n) (1 - (1 - h)^t)/h, which -> (eta/n) t as h -> 0.
+    positive = h > jnp.finfo(h.dtype).tiny
+    gain = eta_over_n * jnp.where(
+        positive, learned / jnp.where(positive, h, 1.0), t.astype(h.dtype)
+    )
+    return learned, gain
+
+
+@partial(jax.jit, static_argnames="discrete")
+def _finite_time_outputs(kernel, f0, residual, cross, f0_star, times, eta_over_n, discrete):
+    """Train and test outputs at finite times from one eigendecomposition, and its extremes."""
+    eigenvalues, eigenvectors = jnp.linalg.eigh(kernel)  # ascending
+    clipped = jnp.maximum(eigenvalues, 0.0)
+    factors = _discrete_factors if discrete else _flow_factors
+    learned, gain = factors(clipped, times, eta_over_n)  # (T, n) each
+    coefficients = (eigenvectors.T @ residual)[None]  # r_0 in the eigenbasis, (1, n, k)
+    # f_t(X) = f_0(X) + (I - M_t) r_0, which is exactly f_0 at t = 0.
+    f_train = f0[None] + jnp.einsum("ij,tjk->tik", eigenvectors, learned[:, :, None] * coefficients)
+    f_test = None
+    if cross is not None:
+        gained = gain[:, :, None] * coefficients
+        f_test = f0_star[None] + jnp.einsum("ij,tjk->tik", cross @ eigenvectors, gained)
+    return f_train, f_test, eigenvalues[0], eigenvalues[-1]
+
+
+def linearized_dynamics(
+    kernel_train: ArrayLike,
+    y_train: ArrayLike,
+    *,
+    times: Sequence[float] | np.ndarray,
+    learning_rate: float,
+    f0_train: ArrayLike | None = None,
+    kernel_test_train: ArrayLike | None = None,
+    f0_test: ArrayLike | None = None,
+    discrete: bool = False,
+) -> tuple[jax.Array, jax.Array | None]:
+    r"""Closed-form predictions of a linearized model trained by gradient descent under MSE.
+
+    The loss is :math:`L(\theta) = \frac{1}{2n}\sum_{i=1}^n \lVert f(x_i) - y_i \rVert^2`. A
+    linearized model :math:`f(x) = f_0(x) + \nabla_\theta f_0(x)\,(\theta - \theta_0)` with
+    tangent kernel :math:`K` trained with learning rate :math:`\eta` moves its training outputs by
+
+    .. math:: f_{s+1}(X) = f_s(X) - \tfrac{\eta}{n} K \big(f_s(X) - y\big),
+
+    and its outputs on test inputs by :math:`-\tfrac{\eta}{n} K_* (f_s(X) - y)`. With the initial
+    residual :math:`r_0 = y - f_0(X)`, after time :math:`t`
+
+    .. math::
+
+        f_t(X) = y - M_t\, r_0, \qquad
+        f_t(X_*) = f_0(X_*) + K_* K^{-1} (I - M_t)\, r_0,
+
+    where :math:`M_t = (I - \eta K / n)^t` for ``discrete=True`` (``t`` gradient-descent steps,
+    an integer) and :math:`M_t = e^{-\eta K t / n}` for gradient flow (``t`` real, the limit of
+    ``t / dt`` steps of size ``dt`` as ``dt -> 0``; one flow time unit is one step). Along an
+    eigenvector of :math:`K` with eigenvalue :math:`\lambda`, the residual decays by
+    :math:`e^{-\eta\lambda t/n}` (or :math:`(1 - \eta\lambda/n)^t`).
+
+    **Computation.** Finite times share one eigendecomposition :math:`K = V\Lambda V^\top`; the
+    factor :math:`K^{-1}(I - M_t)` is applied per eigenvalue as :math:`(1 - m_t(\lambda))/\lambda`,
+    evaluated with ``expm1``/``log1p`` and its limit :math:`\eta t/n` as :math:`\lambda \to 0`, so
+    a singular :math:`K` is fine at finite times. Eigenvalues slightly negative from round-off are
+    clipped to 0. ``t = np.inf`` gives the limit :math:`f_\infty(X) = y`,
+    :math:`f_\infty(X_*) = f_0(X_*) + K_* K^{-1} r_0`, computed by :func:`kernel_solve`
+    (Cholesky), so it needs a positive definite :math:`K`.
+
+    Args:
+        kernel_train: :math:`K`, the ``(n, n)`` tangent kernel on the training inputs.
+        y_train: ``(n,)`` or ``(n, k)`` targets (one scalar kernel shared by the ``k`` outputs).
+        times: 1-D sequence of times ``>= 0`` (numbers of steps if ``discrete``); ``np.inf``
+            allowed. Must be concrete (not traced).
+        learning_rate: :math:`\eta > 0`. For ``discrete=True`` it must satisfy
+            :math:`\eta \lambda_{\max} / n < 2`, or gradient descent diverges.
+        f0_train: :math:`f_0(X)`, shaped like ``y_train``; default zeros.
+        kernel_test_train: :math:`K_*`, ``(m, n)``; ``None`` returns no test predictions.
+        f0_test: :math:`f_0(X_*)`, ``(m,)`` or ``(m, k)`` like ``y_train``; default zeros. Only
+            allowed together with ``kernel_test_train``.
+        discrete: gradient descent with integer steps (``True``) or gradient flow (``False``).
+
+    Returns:
+        ``(f_train, f_test)``: ``(len(times), n)`` or ``(len(times), n, k)`` training outputs and
+        ``(len(times), m)`` or ``(len(times), m, k)`` test outputs (``None`` without
+        ``kernel_test_train``).
+
+    Raises:
+        ValueError: bad shapes, ``times`` not 1-D, negative, or (discrete) not integers,
+            ``learning_rate <= 0``, a step size with :math:`\eta\lambda_{\max}/n \ge 2`
+            (discrete), a non-symmetric kernel.
+        TypeError: traced ``times``.
+        numpy.linalg.LinAlgError: a kernel with an eigenvalue negative beyond round-off (finite
+            times), or one Cholesky cannot factorise in its dtype (``t = np.inf``), as in
+            :func:`kernel_solve`. These checks are skipped when the kernel is traced.
+
+    Example:
+        >>> f_train, f_test = linearized_dynamics(
+        ...     K, y, times=[0, 10, np.inf], learning_rate=1.0, kernel_test_train=K_star)
+    """
+    kernel = _check_kernel("kernel_train", kernel_train)
+    n = kernel.shape[0]
+    y = _check_rows("y_train", y_train, n, "kernel_train")
+    times = _check_times(times, discrete)
+    if _concrete(learning_rate) and not float(learning_rate) > 0:
+        raise ValueError(f"learning_rate must be > 0, got {float(learning_rate)}")
+    if f0_train is None:
+        f0 = jnp.zeros_like(y)
+    else:
+        f0 = _check_shape("f0_train", f0_train, y.shape, "like y_train")
+    if kernel_test_train is None:
+        if f0_test is not None:
+            raise ValueError("f0_test was given without kernel_test_train: pass both or neither")
+        cross = f0_star = None
+    else:
+        cross = _check_cross(kernel_test_train, n)
+        test_shape = (cross.shape[0], *y.shape[1:])
+        if f0_test is None:
+            f0_star = jnp.zeros(test_shape, y.dtype)
+        else:
+            why = "test points by the outputs of y_train"
+            f0_star = _check_shape("f0_test", f0_test, test_shape, why)
+
+    dtype = jnp.result_type(*(a for a in (kernel, y, f0, cross, f0_star) if a is not None))
+    squeeze = y.ndim == 1
+    as_2d = (lambda a: a[:, None]) if squeeze else (lambda a: a)
+    kernel, y, f0 = kernel.astype(dtype), as_2d(y).astype(dtype), as_2d(f0).astype(dtype)
+    residual = y - f0
+    if cross is not None:
+        cross, f0_star = cross.astype(dtype), as_2d(f0_star).astype(dtype)
+
+    finite = np.isfinite(times)
+    train_parts, test_parts = [], []
+    largest_eigenvalue = None
+    eta_over_n = learning_rate / n
+    if finite.any():
+        if discrete:
+            finite_times = jnp.asarray(times[finite].astype(np.int32))
+        else:
+            finite_times = jnp.asarray(times[finite], dtype)
+        f_train, f_test, smallest_eigenvalue, largest_eigenvalue = _finite_time_outputs(
+            kernel, f0, residual, cross, f0_star, finite_times, eta_over_n, discrete
+        )
+        _check_semidefinite(smallest_eigenvalue, largest_eigenvalue)
+        if discrete:
+            _check_step_size(learning_rate, largest_eigenvalue, n)
+        train_parts.append(f_train)
+        test_parts.append(f_test)
+    if not finite.all():
+        if discrete:
+            if largest_eigenvalue is None:
+                largest_eigenvalue = jnp.linalg.eigvalsh(kernel)[-1]
+            _check_step_size(learning_rate, largest_eigenvalue, n)
+        # The factorisation also certifies f_inf(X) = y, which fails for a singular K.
+        weights = _solve("kernel_train", kernel, residual, 0.0)
+        count = int((~finite).sum())
+        train_parts.append(jnp.broadcast_to(y[None], (count, *y.shape)))
+        if cross is not None:
+            limit = f0_star + cross @ weights
+            test_parts.append(jnp.broadcast_to(limit[None], (count, *limit.shape)))
+
+    f_train = jnp.concatenate(train_parts)
+    f_test = None if cross is None else jnp.concatenate(test_parts)
+    if finite.any() and not finite.all():
+        # Parts are stacked finite times first; put them back in the order of `times`.
+        order = np.argsort(np.concatenate([np.flatnonzero(finite), np.flatnonzero(~finite)]))
+        f_train = f_train[order]
+        f_test = None if f_test is None else f_test[order]
+    if squeeze:
+        f_train = f_train[..., 0]
+        f_test = None if f_test is None else f_test[..., 0]
+    return f_train, f_test
