@@ -354,27 +354,43 @@ _ARCCOS_COEFFICIENTS = (
 )
 
 
-def _arccos(c: jax.Array) -> jax.Array:
-    """arccos by polynomial in float32 (XLA's arccos goes through a slow atan2)."""
-    if c.dtype == jnp.float64:
-        return jnp.arccos(c)
+def _arccos_parts(c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(arccos(c), sqrt(1 - |c|))`` for ``c`` in [-1, 1].
+
+    In float32 the arccos is a polynomial: XLA's own arccos goes through a slow atan2. The square
+    root is returned because the ReLU kernel's sine term reuses it.
+    """
     a = jnp.abs(c)
+    root = jnp.sqrt(1.0 - a)
+    if c.dtype == jnp.float64:
+        return jnp.arccos(c), root
     poly = jnp.zeros_like(a)
     for coefficient in reversed(_ARCCOS_COEFFICIENTS):
         poly = poly * a + coefficient
-    positive = jnp.sqrt(1.0 - a) * poly
-    return jnp.where(c >= 0, positive, math.pi - positive)
+    positive = root * poly
+    return jnp.where(c >= 0, positive, math.pi - positive), root
+
+
+def _arccos(c: jax.Array) -> jax.Array:
+    return _arccos_parts(c)[0]
+
+
+def _inverse(v):
+    return jnp.where(v > 0, 1.0 / jnp.where(v > 0, v, 1.0), 0.0)
 
 
 def _relu_moments(cross, diag1, diag2):
-    """E[relu(u) relu(u')] and E[relu'(u) relu'(u')] for (u, u') with covariance (d1, cross, d2)."""
-    norms = jnp.sqrt(diag1[:, None] * diag2[None, :])
-    cosine = jnp.clip(
-        jnp.where(norms > 0, cross / jnp.where(norms > 0, norms, 1.0), 0.0), -1.0, 1.0
-    )
-    theta = _arccos(cosine)
-    sine = jnp.sqrt(jnp.maximum(1.0 - cosine**2, 0.0))
-    value = norms * (sine + (math.pi - theta) * cosine) / (2 * math.pi)
+    """E[relu(u) relu(u')] and E[relu'(u) relu'(u')] for (u, u') with covariance (d1, cross, d2).
+
+    Arc-cosine kernels (Cho & Saul, 2009): with cos(theta) = cross / sqrt(d1 d2),
+    sqrt(d1 d2) (sin theta + (pi - theta) cos theta) / (2 pi) and (pi - theta) / (2 pi).
+    Square roots are taken of the diagonals only, never of an n1 x n2 array.
+    """
+    root1, root2 = jnp.sqrt(diag1), jnp.sqrt(diag2)
+    cosine = jnp.clip(cross * _inverse(root1)[:, None] * _inverse(root2)[None, :], -1.0, 1.0)
+    theta, root = _arccos_parts(cosine)
+    sine = root * jnp.sqrt(1.0 + jnp.abs(cosine))  # sqrt(1 - c^2) = sqrt(1 - |c|) sqrt(1 + |c|)
+    value = root1[:, None] * root2[None, :] * (sine + (math.pi - theta) * cosine) / (2 * math.pi)
     return value, (math.pi - theta) / (2 * math.pi)
 
 
@@ -429,7 +445,8 @@ def infinite_kernels(
         raise ValueError(f"activation must be 'relu' or 'erf' (closed forms), got {activation!r}")
     if not w_std > 0 or not b_std >= 0:
         raise ValueError(f"w_std must be > 0 and b_std >= 0, got w_std={w_std}, b_std={b_std}")
-    return _infinite(x1, x1 if x2 is None else x2, depth, activation, float(w_std), float(b_std))
+    args = (x1, x1 if x2 is None else x2, depth, activation, float(w_std), float(b_std))
+    return InfiniteKernels(_infinite(*args, "nngp"), _infinite(*args, "ntk"))
 
 
 def _diagonal_moment(diag, activation: str):
@@ -439,8 +456,11 @@ def _diagonal_moment(diag, activation: str):
     return 2.0 / math.pi * jnp.arcsin(2.0 * diag / (1.0 + 2.0 * diag))
 
 
-@partial(jax.jit, static_argnames=("depth", "activation", "w_std", "b_std"))
-def _infinite(x1, x2, depth, activation, w_std, b_std):
+# One output per compiled call: XLA on CPU fuses the whole elementwise layer recursion into a
+# single pass when it produces one n1 x n2 array, but not when it produces two (measured 8x
+# slower), so the NNGP and the NTK are computed by two calls that each redo the cheap recursion.
+@partial(jax.jit, static_argnames=("depth", "activation", "w_std", "b_std", "output"))
+def _infinite(x1, x2, depth, activation, w_std, b_std, output):
     d = x1.shape[1]
     moments = _relu_moments if activation == "relu" else _erf_moments
     cross = w_std**2 * (x1 @ x2.T) / d + b_std**2
@@ -449,8 +469,9 @@ def _infinite(x1, x2, depth, activation, w_std, b_std):
     ntk = cross
     for _ in range(depth):
         value, derivative = moments(cross, diag1, diag2)
+        if output == "ntk":
+            ntk = w_std**2 * value + b_std**2 + w_std**2 * derivative * ntk
         cross = w_std**2 * value + b_std**2
-        ntk = cross + w_std**2 * derivative * ntk
         diag1 = w_std**2 * _diagonal_moment(diag1, activation) + b_std**2
         diag2 = w_std**2 * _diagonal_moment(diag2, activation) + b_std**2
-    return InfiniteKernels(cross, ntk)
+    return ntk if output == "ntk" else cross
