@@ -8,13 +8,18 @@ STAMP  := $(VENV)/.kdbook-installed
 NOTEBOOKS := $(wildcard chapters/[0-9]*.ipynb)
 CHAPTER_MDS := $(patsubst %.ipynb,%.md,$(NOTEBOOKS))
 
-.PHONY: setup book test lint unit notebooks book-strict site-tests sync clean help
+.PHONY: setup book test lint unit notebooks book-strict site-tests sync clean help \
+	student student-notebooks browser-deps test-floor
 
 help:
-	@echo "make book   - build the executed book into _build/html"
-	@echo "make test   - lint, unit tests, every chapter notebook, strict book build, site checks"
-	@echo "make sync   - after editing a chapter's .md: update its paired .ipynb and strip outputs"
-	@echo "make clean  - remove _build (keeps .venv)"
+	@echo "make book               - build the executed book into _build/html"
+	@echo "make test               - lint, unit tests, chapter notebooks, strict book build,"
+	@echo "                          student edition, site checks in headless Chromium"
+	@echo "make test-floor         - unit tests and chapters 1-2 on the oldest supported stack"
+	@echo "make student            - the book without solutions, in _build/student/html"
+	@echo "make student-notebooks  - chapter notebooks without solutions, in _build/student/notebooks"
+	@echo "make sync               - after editing a chapter's .md: refresh its .ipynb, no outputs"
+	@echo "make clean              - remove _build (keeps .venv)"
 
 # (Re)install only when the pinned stack or the package metadata changed.
 $(STAMP): requirements.txt pyproject.toml
@@ -30,7 +35,7 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build .
 	@echo "The book is in _build/html/index.html"
 
-test: lint unit notebooks book-strict site-tests
+test: lint unit notebooks book-strict student student-notebooks site-tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -52,8 +57,44 @@ book-strict: $(STAMP)
 	rm -rf _build/.jupyter_cache _build/html _build/jupyter_execute
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-site-tests: $(STAMP)
+site-tests: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -m site -q || [ $$? -eq 5 ]
+
+# The student edition reuses the normal build's outputs (it needs `make book` or `book-strict`).
+student: $(STAMP)
+	@test -d _build/.jupyter_cache || $(MAKE) book
+	$(BIN)/python scripts/student_edition.py site
+
+student-notebooks: $(STAMP)
+	$(BIN)/python scripts/student_edition.py notebooks
+
+# Headless Chromium (Debian's package; browser downloads are impossible here) and a local
+# MathJax 3 from the npm registry, which the browser test serves in place of the CDN.
+MATHJAX_DIR := .cache/mathjax/package
+browser-deps:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& apt-get install -y -qq chromium >/dev/null; } || \
+		{ echo "Install Chromium: apt-get install chromium"; exit 1; }
+	@test -f $(MATHJAX_DIR)/es5/tex-mml-chtml.js || { mkdir -p .cache/mathjax && \
+		cd .cache/mathjax && npm pack --silent mathjax@3.2.2 >/dev/null && \
+		tar xzf mathjax-3.2.2.tgz && rm mathjax-3.2.2.tgz; }
+
+# The oldest stack Colab users may have (requirements-floor.txt), in its own environment.
+FLOOR := .venv-floor
+FLOOR_STAMP := $(FLOOR)/.kdbook-installed
+$(FLOOR_STAMP): requirements-floor.txt pyproject.toml
+	@test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR)/bin/python -m pip install --quiet -r requirements-floor.txt
+	$(FLOOR)/bin/python -m pip install --quiet --no-deps -e .
+	@touch $(FLOOR_STAMP)
+
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR)/bin/python -c "import jax, flax, optax; print('floor:', jax.__version__, \
+		flax.__version__, optax.__version__)"
+	$(FLOOR)/bin/python -m pytest -m "not site" -q -p no:cacheprovider
+	$(FLOOR)/bin/python -m pytest --nbmake --nbmake-timeout=600 -q -p no:cacheprovider \
+		-o filterwarnings= chapters/01_distillation_basics.ipynb chapters/02_wide_networks_ntk.ipynb
 
 # Edit chapters/NN_topic.md, then `make sync`: --sync takes in edits made to the .ipynb (e.g. in
 # Colab), then the .ipynb is rewritten from the .md without outputs.

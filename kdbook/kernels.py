@@ -17,9 +17,10 @@ shared by every output (as for the NTK of a network whose output layer is a plai
 Cholesky factorisation cannot handle in its dtype, because it has a negative eigenvalue or is too
 ill-conditioned (a float32 kernel on near-duplicate inputs has a condition number beyond
 :math:`10^8`), raises :class:`numpy.linalg.LinAlgError` (a subclass of ``ValueError``) whose
-message suggests a ridge or float64 (:func:`kdbook.float64`); it never returns NaN silently.
-Value checks (symmetry, signs, non-finite results) need concrete arrays: for traced arguments,
-inside ``jax.jit`` or ``jax.vmap``, only shapes are checked and results are returned as they are.
+message suggests a ridge or float64 (:func:`kdbook.precision.float64`); it never returns NaN
+silently. Value checks (symmetry, signs, non-finite results) need concrete arrays: for traced
+arguments, inside ``jax.jit`` or ``jax.vmap``, only shapes are checked and results are returned
+as they are.
 """
 
 from __future__ import annotations
