@@ -96,12 +96,9 @@ test-floor: $(FLOOR_STAMP)
 	$(FLOOR)/bin/python -m pytest --nbmake --nbmake-timeout=600 -q -p no:cacheprovider \
 		-o filterwarnings= chapters/01_distillation_basics.ipynb chapters/02_wide_networks_ntk.ipynb
 
-# Edit chapters/NN_topic.md, then `make sync`: --sync takes in edits made to the .ipynb (e.g. in
-# Colab), then the .ipynb is rewritten from the .md without outputs.
+# Edit chapters/NN_topic.md, then `make sync` (see scripts/sync_notebooks.py).
 sync: $(STAMP)
-	@for md in $(wildcard chapters/[0-9]*.md); do \
-		$(BIN)/jupytext --quiet --sync "$$md" && $(BIN)/jupytext --quiet --to ipynb "$$md" || exit 1; \
-	done
+	$(BIN)/python scripts/sync_notebooks.py
 
 clean:
 	rm -rf _build
