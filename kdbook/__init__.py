@@ -47,16 +47,35 @@ from kdbook.losses import (
     smooth_labels,
     soft_targets,
 )
-from kdbook.models import MLP, Dense, TwoLayerNet
+from kdbook.models import MLP, DeepLinear, Dense, Linear, TwoLayerNet, end_to_end
 from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels
 from kdbook.precision import float64
-from kdbook.theory import fit_power_law
+from kdbook.theory import (
+    angular_cdf,
+    boundary_angles,
+    fit_power_law,
+    gaussian_transfer_risk,
+    risk_bound,
+    span_projection,
+    transfer_risk,
+    vector_angle,
+)
 from kdbook.train import FitResult, distill, fit, train_scan
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "DeepLinear",
+    "Linear",
+    "angular_cdf",
+    "boundary_angles",
+    "end_to_end",
+    "gaussian_transfer_risk",
+    "risk_bound",
+    "span_projection",
+    "transfer_risk",
+    "vector_angle",
     "Dense",
     "FitResult",
     "GaussianBumps",

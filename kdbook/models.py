@@ -7,6 +7,10 @@ et al. (2019) and Arora et al. (2019), whose output weights are fixed. Use
 
 Both describe themselves as a :class:`DenseChain` (dense layers with one activation between them),
 which is what the structured empirical NTK (:func:`kdbook.ntk.empirical_ntk`) needs.
+
+:class:`Linear` and :class:`DeepLinear` are the students of linear distillation (Phuong & Lampert,
+2019): a product of weight matrices with no bias and no activation, whose end-to-end weights
+:func:`end_to_end` reads from the parameters.
 """
 
 from __future__ import annotations
@@ -18,7 +22,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["ACTIVATIONS", "MLP", "Dense", "DenseChain", "TwoLayerNet"]
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "DeepLinear",
+    "Dense",
+    "DenseChain",
+    "Linear",
+    "TwoLayerNet",
+    "end_to_end",
+]
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -247,3 +260,141 @@ class TwoLayerNet(nnx.Module):
             trainable=[True, False],
             activation="relu",
         )
+
+
+class Linear(nnx.Module):
+    r"""A linear model without bias: :math:`f(x) = x W`, the student of linear distillation.
+
+    The weights are used as they are (no parameterization factor), so gradient descent on
+    :math:`W` is plain gradient descent on the model's weight vector. They start at zero by
+    default, where gradient descent on a loss of the outputs never leaves the span of the inputs;
+    with ``init_scale = s > 0`` they start at :math:`W_{ij} \sim N(0, s^2 / d)`.
+
+    Args:
+        in_features: input dimension :math:`d`.
+        out_features: number of outputs (``1`` for a binary classifier with one logit).
+        init_scale: :math:`s \ge 0`, the scale of the initial weights (``0``: zeros).
+        rngs: NNX random streams; needed only when ``init_scale > 0``.
+
+    Example:
+        >>> model = Linear(50)                 # zero initialisation
+        >>> model(jnp.ones((8, 50))).shape
+        (8, 1)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        *,
+        out_features: int = 1,
+        init_scale: float = 0.0,
+        rngs: nnx.Rngs | None = None,
+    ):
+        _check_positive_int("in_features", in_features)
+        _check_positive_int("out_features", out_features)
+        if not init_scale >= 0:
+            raise ValueError(f"init_scale must be >= 0, got {init_scale!r}")
+        shape = (in_features, out_features)
+        if init_scale == 0:
+            kernel = jnp.zeros(shape)
+        elif rngs is None:
+            raise ValueError(f"init_scale={init_scale!r} > 0 needs random streams: pass rngs=...")
+        else:
+            kernel = init_scale / math.sqrt(in_features) * jax.random.normal(rngs.params(), shape)
+        self.kernel = nnx.Param(kernel)
+        self.in_features = in_features
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"x must have shape (n, {self.in_features}) (n inputs of dimension in_features), "
+                f"got shape {x.shape}"
+            )
+        return x @ self.kernel[...]
+
+
+class DeepLinear(nnx.Module):
+    r"""A deep linear network :math:`f(x) = x W_1 W_2 \cdots W_N`: depth ``N``, no biases.
+
+    It computes a linear function, with end-to-end weights :math:`W_1 \cdots W_N` (see
+    :func:`end_to_end`), but gradient descent on the factors follows different dynamics than on
+    the product. Every factor starts at :math:`N(0, s^2 / \text{fan-in})` with
+    :math:`s` = ``init_scale``; a small :math:`s` is the regime in which deep linear students
+    behave like linear ones started at zero.
+
+    Args:
+        in_features: input dimension :math:`d`.
+        depth: number of weight matrices :math:`N \ge 1` (``1`` is a :class:`Linear` model).
+        width: width of the hidden layers (ignored when ``depth = 1``).
+        out_features: number of outputs.
+        init_scale: :math:`s > 0` (for ``depth >= 2``, zero weights are a stationary point that
+            gradient descent never leaves).
+        rngs: NNX random streams.
+
+    Example:
+        >>> model = DeepLinear(50, depth=3, width=30, init_scale=0.1, rngs=nnx.Rngs(0))
+        >>> apply, params = functionalize(model)
+        >>> end_to_end(params).shape
+        (50, 1)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        *,
+        depth: int,
+        width: int,
+        out_features: int = 1,
+        init_scale: float,
+        rngs: nnx.Rngs,
+    ):
+        _check_positive_int("in_features", in_features)
+        _check_positive_int("depth", depth)
+        _check_positive_int("width", width)
+        _check_positive_int("out_features", out_features)
+        if not init_scale > 0:
+            raise ValueError(
+                f"init_scale must be > 0, got {init_scale!r} (all-zero factors never move under "
+                "gradient descent)"
+            )
+        sizes = [in_features] + [width] * (depth - 1) + [out_features]
+        layers = [
+            Linear(a, out_features=b, init_scale=init_scale, rngs=rngs)
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
+        self.layers = nnx.List(layers) if hasattr(nnx, "List") else layers
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def end_to_end(params) -> jax.Array:
+    r"""The end-to-end weights :math:`W_1 \cdots W_N` of a :class:`Linear` or :class:`DeepLinear`.
+
+    Works on the parameters returned by :func:`kdbook.functional.functionalize` (also inside
+    ``jax.jit`` and ``jax.vmap``), so the model computes ``x @ end_to_end(params)``. For a binary
+    classifier, ``end_to_end(params)[:, 0]`` is the student's weight vector :math:`w`.
+
+    Args:
+        params: the ``nnx.Param`` state of a :class:`Linear` or :class:`DeepLinear` model.
+
+    Returns:
+        ``(in_features, out_features)`` array.
+    """
+    layers = (
+        [params["layers"][i] for i in range(len(params["layers"]))]
+        if "layers" in params
+        else [params]
+    )
+    if any(set(layer) != {"kernel"} for layer in layers):
+        raise ValueError(
+            "params must be those of a Linear or DeepLinear model (a 'kernel' per layer and "
+            f"nothing else), got entries {[list(layer) for layer in layers]}"
+        )
+    kernels = [layer["kernel"] for layer in layers]
+    product = kernels[0][...]
+    for kernel in kernels[1:]:
+        product = product @ kernel[...]
+    return product
