@@ -246,7 +246,7 @@ def fit(
         return waited >= patience
 
     def check_finite(upto: int) -> None:
-        recent = np.asarray(jnp.stack(history["loss"][-upto:])) if upto else np.zeros(0)
+        recent = np.asarray(jax.device_get(history["loss"][-upto:]), dtype=float)
         if not np.all(np.isfinite(recent)):
             first = len(history["loss"]) - upto + int(np.argmin(np.isfinite(recent)))
             raise FloatingPointError(
@@ -281,7 +281,8 @@ def fit(
         params = best[2]
 
     out = {name: np.asarray(values) for name, values in history.items() if name != "loss"}
-    out["loss"] = np.asarray(jnp.stack(history["loss"])) if history["loss"] else np.zeros(0)
+    # device_get, not jnp.stack: stacking N scalars compiles a new N-way concatenate for each N.
+    out["loss"] = np.asarray(jax.device_get(history["loss"]))
     out["step"] = np.arange(len(history["loss"]))
     return FitResult(params, out, checkpoints, best[1] if monitor is not None else None)
 
