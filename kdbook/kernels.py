@@ -34,14 +34,12 @@ import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 from jax.typing import ArrayLike
 
+from kdbook._checks import is_concrete as _concrete
+
 __all__ = ["kernel_regression", "kernel_solve", "kernel_spectrum", "linearized_dynamics"]
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
 def _as_float(x: ArrayLike) -> jax.Array:

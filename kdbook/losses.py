@@ -40,6 +40,9 @@ import numpy as np
 from jax.scipy.special import xlogy
 from jax.typing import ArrayLike
 
+from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import is_concrete as _concrete
+
 __all__ = [
     "accuracy",
     "cross_entropy",
@@ -56,15 +59,6 @@ SOFT_TERMS = ("kl", "ce")
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 def _check_logits(name: str, logits: jax.Array, form: str) -> jax.Array:

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdbook._checks import check_choice as _check_choice
+
 __all__ = [
     "ACTIVATIONS",
     "MLP",
@@ -39,11 +41,6 @@ ACTIVATIONS = {
     "tanh": jnp.tanh,
 }
 PARAMETERIZATIONS = ("ntk", "standard")
-
-
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
 
 
 def _check_positive_int(name: str, value) -> None:
