@@ -23,6 +23,7 @@ from kdbook.data import (
     make_hierarchical_mixture,
     sample_angular,
     sample_gaussian_mixture,
+    sample_sphere,
     sample_uniform,
 )
 from kdbook.functional import (
@@ -48,13 +49,15 @@ from kdbook.losses import (
     soft_targets,
 )
 from kdbook.models import MLP, DeepLinear, Dense, Linear, TwoLayerNet, end_to_end
-from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels
+from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels, two_layer_ntk
 from kdbook.precision import float64
 from kdbook.theory import (
     angular_cdf,
     boundary_angles,
     fit_power_law,
     gaussian_transfer_risk,
+    kernel_alignment,
+    kernel_complexity,
     risk_bound,
     span_projection,
     transfer_risk,
@@ -96,6 +99,8 @@ __all__ = [
     "infinite_kernels",
     "kd_logit_gradient",
     "kd_loss",
+    "kernel_alignment",
+    "kernel_complexity",
     "kernel_regression",
     "kernel_solve",
     "kernel_spectrum",
@@ -108,6 +113,7 @@ __all__ = [
     "plotting",
     "sample_angular",
     "sample_gaussian_mixture",
+    "sample_sphere",
     "sample_uniform",
     "smooth_labels",
     "soft_targets",
@@ -120,4 +126,5 @@ __all__ = [
     "tree_scale",
     "tree_size",
     "tree_stack",
+    "two_layer_ntk",
 ]

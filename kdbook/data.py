@@ -24,6 +24,7 @@ __all__ = [
     "make_hierarchical_mixture",
     "sample_angular",
     "sample_gaussian_mixture",
+    "sample_sphere",
     "sample_uniform",
 ]
 
@@ -243,6 +244,18 @@ def sample_uniform(key: jax.Array, n: int, *, dim: int) -> jax.Array:
     _check_count("n", n)
     _check_count("dim", dim)
     return jax.random.uniform(key, (n, dim), minval=-1.0, maxval=1.0)
+
+
+def sample_sphere(key: jax.Array, n: int, *, dim: int) -> jax.Array:
+    r"""``n`` inputs uniform on the unit sphere of ``R^dim``, shape ``(n, dim)``.
+
+    The inputs of the two-layer analyses of Du et al. (2019) and Arora et al. (2019), who assume
+    :math:`\lVert x \rVert = 1`: normalised standard Gaussian vectors.
+    """
+    _check_count("n", n)
+    _check_count("dim", dim)
+    x = jax.random.normal(key, (n, dim))
+    return x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
 
 def digits_split(

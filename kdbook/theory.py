@@ -9,6 +9,11 @@ geometry, i.e. the angles of inputs to the teacher's decision boundary and their
 :math:`\min_\theta [p(\theta) + p(\pi/2 - \theta)^n]` (:func:`risk_bound`); and the projection
 of a vector on the span of a transfer set (:func:`span_projection`), which is what gradient
 descent on soft labels converges to from zero.
+
+Kernel regime: the complexity :math:`\sqrt{y^\top K^{-1} y}` of targets under a kernel
+(:func:`kernel_complexity`), the quantity in the generalisation bound of Arora et al. (2019) for
+wide two-layer networks, and the kernel-target alignment of Cristianini et al. (2002)
+(:func:`kernel_alignment`).
 """
 
 from __future__ import annotations
@@ -20,11 +25,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from kdbook._checks import is_concrete
+from kdbook.kernels import kernel_solve
+
 __all__ = [
     "angular_cdf",
     "boundary_angles",
     "fit_power_law",
     "gaussian_transfer_risk",
+    "kernel_alignment",
+    "kernel_complexity",
     "risk_bound",
     "span_projection",
     "transfer_risk",
@@ -347,3 +357,78 @@ def span_projection(
                 "on their span: use method='svd'"
             )
     return q @ jnp.where(keep, q.T @ w, 0.0)
+
+
+def kernel_complexity(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0.0) -> jax.Array:
+    r"""The complexity of targets under a kernel: :math:`\sqrt{y^\top (K + \lambda I)^{-1} y}`.
+
+    With :math:`\lambda = 0` this is the RKHS norm of the minimum-norm interpolant of the targets
+    (:func:`kdbook.kernels.kernel_regression`), which is also how far gradient descent on a wide
+    network moves its weights to fit them in the kernel regime. Arora et al. (2019) bound the
+    population loss of a wide two-layer ReLU network trained on :math:`n` points with targets
+    :math:`y` by :math:`\sqrt{2\, y^\top (H^\infty)^{-1} y / n}` plus a term that does not depend
+    on :math:`y`; that is ``sqrt(2 / n) * kernel_complexity(H, y)``. Targets whose energy lies
+    on eigenvectors of :math:`K` with large eigenvalues have small complexity:
+    :math:`y^\top K^{-1} y = \sum_i (v_i^\top y)^2 / \lambda_i`.
+
+    Args:
+        kernel: :math:`K`, ``(n, n)`` symmetric positive definite (or semi-definite with
+            ``ridge > 0``).
+        targets: ``(n,)``, or ``(n, k)`` for ``k`` outputs (then :math:`\sqrt{\operatorname{tr}
+            Y^\top K^{-1} Y}`).
+        ridge: :math:`\lambda \ge 0`.
+
+    Returns:
+        A scalar.
+
+    Raises:
+        ValueError, numpy.linalg.LinAlgError: as :func:`kdbook.kernels.kernel_solve` (a kernel
+            Cholesky cannot factorise raises instead of returning NaN).
+    """
+    targets = jnp.asarray(targets)
+    weights = kernel_solve(kernel, targets, ridge=ridge)
+    return jnp.sqrt(jnp.maximum(jnp.sum(targets * weights), 0.0))
+
+
+def kernel_alignment(kernel: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""Kernel-target alignment (Cristianini et al., 2002): the cosine between :math:`K` and
+    :math:`y y^\top`.
+
+    .. math:: A(K, y) = \frac{\langle K, y y^\top \rangle_F}{\lVert K \rVert_F\,
+        \lVert y y^\top \rVert_F} = \frac{y^\top K y}{\lVert K \rVert_F\, \lVert y \rVert^2}
+        = \frac{\sum_i \lambda_i (v_i^\top y)^2}{\sqrt{\sum_i \lambda_i^2}\,
+        \lVert y \rVert^2}.
+
+    It lies in :math:`[-1, 1]` (in :math:`[0, 1]` for a positive semi-definite :math:`K`),
+    equals 1 exactly when :math:`K` is a positive multiple of :math:`y y^\top`, and does not
+    change when :math:`K` or :math:`y` is rescaled. A kernel aligned with the targets puts their
+    energy on its large eigenvalues, where gradient descent fits fast.
+
+    Args:
+        kernel: :math:`K`, ``(n, n)`` (symmetric in use; not required).
+        targets: ``(n,)``, or ``(n, k)`` (then :math:`\operatorname{tr}(Y^\top K Y) /
+            (\lVert K \rVert_F \lVert Y Y^\top \rVert_F)`).
+
+    Returns:
+        A scalar.
+
+    Raises:
+        ValueError: for shapes that do not match, or (concrete inputs) a zero kernel or zero
+            targets, for which the cosine is undefined.
+    """
+    kernel = jnp.asarray(kernel)
+    targets = jnp.asarray(targets)
+    n = kernel.shape[0] if kernel.ndim == 2 else -1
+    if kernel.ndim != 2 or kernel.shape[1] != n or targets.ndim not in (1, 2):
+        raise ValueError(
+            f"kernel must be (n, n) and targets (n,) or (n, k), got shapes {kernel.shape} and "
+            f"{targets.shape}"
+        )
+    if targets.shape[0] != n:
+        raise ValueError(f"targets must have n={n} rows like kernel, got shape {targets.shape}")
+    y = targets.reshape(n, -1)
+    gram = y @ y.T
+    kernel_norm, target_norm = jnp.linalg.norm(kernel), jnp.linalg.norm(gram)
+    if is_concrete(kernel_norm, target_norm) and not (kernel_norm > 0 and target_norm > 0):
+        raise ValueError("kernel and targets must be non-zero: the alignment of zero is undefined")
+    return jnp.sum(kernel * gram) / (kernel_norm * target_norm)

@@ -65,6 +65,18 @@ def test_gaussian_bumps_give_balanced_classes():
     assert np.all(np.abs(np.asarray(x)) <= 1)
 
 
+def test_sample_sphere_is_unit_norm_and_rotation_invariant():
+    x = kd.sample_sphere(jax.random.key(9), 40_000, dim=3)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)
+    # uniform on the 2-sphere: each coordinate is uniform on [-1, 1] (Archimedes), mean 0, var 1/3
+    assert np.all(np.abs(np.asarray(x.mean(axis=0))) < 0.02)
+    assert np.all(np.abs(np.asarray(x.var(axis=0)) - 1 / 3) < 0.01)
+    histogram, _ = np.histogram(np.asarray(x[:, 2]), bins=4, range=(-1, 1))
+    assert np.all(np.abs(histogram / 40_000 - 0.25) < 0.01)
+    with pytest.raises(ValueError, match="dim must be an integer"):
+        kd.sample_sphere(jax.random.key(0), 3, dim=0)
+
+
 def test_digits_split_is_deterministic_disjoint_and_standardised():
     a = kd.digits_split(jax.random.key(8), n_train=500, n_test=300)
     b = kd.digits_split(jax.random.key(8), n_train=500, n_test=300)

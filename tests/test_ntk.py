@@ -15,7 +15,7 @@ from jax.flatten_util import ravel_pytree
 
 import kdbook as kd
 from kdbook.models import TwoLayerNet
-from kdbook.ntk import _arccos, _structured_factors, empirical_ntk, infinite_kernels
+from kdbook.ntk import _arccos, _structured_factors, empirical_ntk, infinite_kernels, two_layer_ntk
 
 METHODS = ["jacobian", "ntvp", "structured"]
 
@@ -216,11 +216,35 @@ def test_empirical_ntk_concentrates_like_inverse_sqrt_width():
     assert -0.7 < slope < -0.3, (slope, errors)
 
 
+def test_two_layer_ntk_is_the_closed_form_and_the_monte_carlo_expectation():
+    with kd.float64():
+        x = jax.random.normal(jax.random.key(7), (6, 3), dtype=jnp.float64)
+        z = 2.0 * jax.random.normal(jax.random.key(8), (4, 3), dtype=jnp.float64)
+        cross = np.asarray(x @ z.T)
+        norms = np.outer(np.linalg.norm(x, axis=1), np.linalg.norm(z, axis=1))
+        closed = cross * (np.pi - np.arccos(np.clip(cross / norms, -1, 1))) / (2 * np.pi)
+        np.testing.assert_allclose(two_layer_ntk(x, z), closed, rtol=1e-12, atol=1e-14)
+        # the definition, E_w[x.z 1{w.x >= 0} 1{w.z >= 0}], by Monte Carlo over 400k draws of w
+        w = jax.random.normal(jax.random.key(9), (400_000, 3), dtype=jnp.float64)
+        both = ((x @ w.T >= 0)[:, None, :] & (z @ w.T >= 0)[None, :, :]).mean(axis=2)
+        # both-active probability (pi - theta) / (2 pi); its Monte Carlo error is <= 0.5/sqrt(4e5)
+        np.testing.assert_allclose(two_layer_ntk(x, z) / cross, both, atol=5 * 0.5 / np.sqrt(4e5))
+    # float32: the polynomial arccos keeps the result within 1e-6 of the float64 closed form
+    gram = two_layer_ntk(np.asarray(x, np.float32))
+    np.testing.assert_allclose(gram, two_layer_ntk_64(x), rtol=1e-5, atol=1e-6)
+    assert np.array_equal(gram, gram.T)
+    assert np.linalg.eigvalsh(np.asarray(gram, np.float64)).min() > 0
+
+
+def two_layer_ntk_64(x):
+    with kd.float64():
+        return np.asarray(two_layer_ntk(jnp.asarray(x, jnp.float64)))
+
+
 def test_two_layer_net_ntk_is_the_gram_matrix_at_large_width():
     x = jax.random.normal(jax.random.key(7), (6, 3))
     x = x / jnp.linalg.norm(x, axis=1, keepdims=True)
-    cosine = jnp.clip(x @ x.T, -1, 1)
-    h_infinity = cosine * (np.pi - jnp.arccos(cosine)) / (2 * np.pi)
+    h_infinity = two_layer_ntk(x)
     apply, params = kd.functionalize(TwoLayerNet(3, width=20_000, rngs=nnx.Rngs(0)))
     k = empirical_ntk(apply, params, x)
     assert np.linalg.norm(k - h_infinity) / np.linalg.norm(h_infinity) < 0.03
@@ -243,6 +267,8 @@ def test_polynomial_arccos_is_accurate_in_float32():
         (lambda a, p: empirical_ntk(a, p, jnp.ones((2, 3)), shard=True), "set batch_size"),
         (lambda a, p: infinite_kernels(jnp.ones((2, 3)), depth=-1), "depth"),
         (lambda a, p: infinite_kernels(jnp.ones((2, 3)), depth=1, activation="tanh"), "closed"),
+        (lambda a, p: two_layer_ntk(jnp.ones(3)), "x1 must have shape"),
+        (lambda a, p: two_layer_ntk(jnp.ones((2, 3)), jnp.ones((2, 4))), "x2 must have"),
         (lambda a, p: infinite_kernels(jnp.ones((2, 3)), depth=1, w_std=0.0), "w_std"),
     ],
 )

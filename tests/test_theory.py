@@ -258,3 +258,57 @@ def test_span_projection_methods_agree_and_svd_handles_dependent_rows():
 def test_bad_input_raises_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_kernel_complexity_is_the_spectral_sum_and_the_rkhs_norm_of_the_interpolant():
+    with kd.float64():
+        x = jax.random.normal(jax.random.key(0), (30, 4), dtype=jnp.float64)
+        kernel = kd.two_layer_ntk(x)
+        y = jnp.sin(3 * x[:, 0]) + x[:, 1]
+        eigenvalues, eigenvectors = np.linalg.eigh(np.asarray(kernel))
+        spectral = np.sqrt(np.sum((eigenvectors.T @ np.asarray(y)) ** 2 / eigenvalues))
+        assert abs(float(kd.kernel_complexity(kernel, y)) - spectral) < 1e-9 * spectral
+        # RKHS norm of f = K alpha with K alpha = y is sqrt(alpha' K alpha)
+        alpha = np.linalg.solve(np.asarray(kernel), np.asarray(y))
+        rkhs = np.sqrt(alpha @ np.asarray(kernel) @ alpha)
+        assert abs(float(kd.kernel_complexity(kernel, y)) - rkhs) < 1e-8 * rkhs
+        two = jnp.stack([y, 2 * y], axis=1)
+        assert np.isclose(kd.kernel_complexity(kernel, two), np.sqrt(5) * spectral, rtol=1e-10)
+        ridged = kd.kernel_complexity(kernel, y, ridge=1.0)
+        assert ridged < kd.kernel_complexity(kernel, y)
+
+
+def test_kernel_complexity_rejects_mismatched_targets():
+    with pytest.raises(ValueError, match="rhs|targets"):
+        kd.kernel_complexity(jnp.eye(3), jnp.ones(4))
+
+
+def test_kernel_alignment_is_the_frobenius_cosine_and_its_spectral_form():
+    x = jax.random.normal(jax.random.key(1), (25, 4))
+    kernel = kd.two_layer_ntk(x)
+    y = jnp.sign(x[:, 0])
+    naive = float(np.sum(np.asarray(kernel) * np.outer(y, y)))
+    naive /= np.linalg.norm(np.asarray(kernel)) * np.linalg.norm(np.outer(y, y))
+    assert np.isclose(kd.kernel_alignment(kernel, y), naive, rtol=1e-5)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.asarray(kernel, np.float64))
+    spectral = np.sum(eigenvalues * (eigenvectors.T @ np.asarray(y)) ** 2)
+    spectral /= np.sqrt(np.sum(eigenvalues**2)) * float(y @ y)
+    assert np.isclose(kd.kernel_alignment(kernel, y), spectral, rtol=1e-5)
+    # 1 exactly for K = c y y^T, invariant to scaling, below 1 otherwise
+    assert np.isclose(kd.kernel_alignment(3.0 * jnp.outer(y, y), -2.0 * y), 1.0, rtol=1e-6)
+    assert np.isclose(kd.kernel_alignment(5 * kernel, 0.1 * y), kd.kernel_alignment(kernel, y))
+    assert 0 < kd.kernel_alignment(kernel, y) < 1
+
+
+@pytest.mark.parametrize(
+    "kernel, targets, match",
+    [
+        (jnp.ones((3, 4)), jnp.ones(3), "kernel must be"),
+        (jnp.eye(3), jnp.ones(4), "targets must have n=3"),
+        (jnp.zeros((3, 3)), jnp.ones(3), "non-zero"),
+        (jnp.eye(3), jnp.zeros(3), "non-zero"),
+    ],
+)
+def test_kernel_alignment_rejects_bad_input(kernel, targets, match):
+    with pytest.raises(ValueError, match=match):
+        kd.kernel_alignment(kernel, targets)
