@@ -9,10 +9,11 @@ pytree helpers), :mod:`kdbook.ntk` (empirical and infinite-width NTKs), :mod:`kd
 (kernel regression and closed-form dynamics), :mod:`kdbook.linearize` (Taylor models),
 :mod:`kdbook.losses` (KD objective), :mod:`kdbook.train` (training loops), :mod:`kdbook.data`
 (synthetic tasks and digits), :mod:`kdbook.theory` (the theory's quantities),
+:mod:`kdbook.prune` (masks, masked training, lottery tickets),
 :mod:`kdbook.plotting` (house style), :mod:`kdbook.precision` (float64 switch).
 """
 
-from kdbook import plotting
+from kdbook import plotting, prune
 from kdbook.data import (
     GaussianBumps,
     GaussianMixture,
@@ -111,6 +112,7 @@ __all__ = [
     "make_gaussian_mixture",
     "make_hierarchical_mixture",
     "plotting",
+    "prune",
     "sample_angular",
     "sample_gaussian_mixture",
     "sample_sphere",

@@ -1,0 +1,678 @@
+r"""Pruning on any parameter pytree: masks, masked training and iterative magnitude pruning.
+
+A **mask** is a pytree with the structure of the parameters whose leaves are boolean arrays of the
+leaves' shapes, ``True`` where the entry is kept. The functions below build masks and use them:
+
+* :func:`magnitude_mask` keeps the entries with the largest :math:`|s|` of a score pytree: the
+  weights themselves (magnitude pruning, Frankle & Carbin, 2019) or the weight change
+  :math:`\theta_T - \theta_0` (movement); globally or layer by layer, and composed with an
+  earlier mask for iterative pruning.
+* :func:`random_mask` keeps random entries, exactly as many as :func:`magnitude_mask` would (the
+  random-pruning baseline); :func:`neuron_mask` keeps or drops whole units (e.g. the hidden neurons
+  of :class:`kdbook.models.TwoLayerNet`) by their norm or at random.
+* :func:`apply_mask` sets pruned entries to zero; :func:`masked_optimizer` wraps an Optax optimizer
+  so that they stay exactly zero during training with :func:`kdbook.train.fit` or
+  :func:`kdbook.train.train_scan`.
+* :func:`count`, :func:`density` and :func:`sparsity` account for what a mask keeps.
+* :func:`iterative_magnitude_pruning` runs the lottery-ticket procedure of Frankle & Carbin (2019):
+  train, prune the smallest weights, rewind the survivors to their initial values (or to an early
+  training step, Frankle et al., 2020), and repeat.
+
+Only some leaves are pruned: by default those with ``ndim >= 2`` (weight matrices, not biases), the
+convention of Frankle & Carbin; :func:`prunable` returns that selection and every mask builder
+accepts ``prunable=`` to change it (a callable ``(path, leaf) -> bool`` or a pytree of bools).
+Masks are built from concrete arrays with NumPy, outside ``jax.jit``; the counts are exact (the
+fraction ``keep`` of ``n`` candidates keeps ``round(keep * n)`` entries, with ties broken by
+position) so that experiments at a given sparsity are reproducible.
+
+A mask may be applied to parameters of another container type with the same leaves: leaves are
+matched by their paths, ignoring the ``.value`` of ``nnx.Variable`` wrappers, so a plain nested
+``dict`` mask fits the ``nnx.State`` returned by :func:`kdbook.functional.functionalize`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import is_concrete
+
+__all__ = [
+    "PruningRun",
+    "apply_mask",
+    "count",
+    "density",
+    "iterative_magnitude_pruning",
+    "magnitude_mask",
+    "masked_optimizer",
+    "neuron_mask",
+    "prunable",
+    "random_mask",
+    "sparsity",
+]
+
+Params = Any
+Mask = Any
+Prunable = Callable[[tuple, Any], bool] | Any | None
+
+SCOPES = ("global", "layer")
+
+
+class PruningRun(NamedTuple):
+    """What :func:`iterative_magnitude_pruning` returns; one entry per round ``0..rounds``.
+
+    Attributes:
+        masks: the mask of each round (round 0: all ``True``, the dense network).
+        params: the parameters each round's training returned.
+        densities: the fraction of *prunable* entries each mask keeps
+            (:func:`density` with ``prunable_only=True``), as Python floats.
+    """
+
+    masks: list[Mask]
+    params: list[Params]
+    densities: list[float]
+
+
+# ----------------------------------------------------------------------------- pytree helpers
+
+
+def _shape(leaf) -> tuple[int, ...]:
+    return tuple(leaf.shape) if hasattr(leaf, "shape") else np.shape(leaf)
+
+
+def _dtype(leaf) -> np.dtype:
+    return np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+
+
+def _flatten(tree) -> tuple[list[tuple], list[Any], Any]:
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    return [path for path, _ in pairs], [leaf for _, leaf in pairs], treedef
+
+
+def _key(entry) -> Any:
+    for attribute in ("key", "idx", "name"):
+        if hasattr(entry, attribute):
+            return getattr(entry, attribute)
+    return str(entry)
+
+
+def _normalise(path: tuple) -> tuple:
+    """A leaf's path as plain keys, without the ``.value`` step of an ``nnx.Variable``."""
+    return tuple(
+        _key(entry)
+        for entry in path
+        if not (isinstance(entry, jax.tree_util.GetAttrKey) and entry.name == "value")
+    )
+
+
+def _where(path: tuple) -> str:
+    return jax.tree_util.keystr(path) or "the root"
+
+
+def _align(reference, tree, *, name: str, ref_name: str, check_shapes: bool = True) -> list:
+    """The leaves of ``tree`` in the order of ``reference``'s leaves; the two must match.
+
+    Same tree structure, or the same leaf paths up to container types and ``nnx.Variable``
+    wrappers (a nested ``dict`` matches an ``nnx.State``); with ``check_shapes``, the same shapes.
+    """
+    ref_paths, ref_leaves, ref_def = _flatten(reference)
+    paths, leaves, treedef = _flatten(tree)
+    if treedef != ref_def:
+        ref_keys = [_normalise(path) for path in ref_paths]
+        by_key = {_normalise(path): leaf for path, leaf in zip(paths, leaves, strict=True)}
+        if len(by_key) != len(paths) or set(by_key) != set(ref_keys) or len(ref_keys) != len(paths):
+            only_tree = sorted(map(str, set(by_key) - set(ref_keys)))[:3]
+            only_ref = sorted(map(str, set(ref_keys) - set(by_key)))[:3]
+            raise ValueError(
+                f"{name} and {ref_name} have different structures ({len(paths)} vs "
+                f"{len(ref_keys)} leaves; leaves only in {name}: {only_tree}, only in "
+                f"{ref_name}: {only_ref}): {treedef} vs {ref_def}"
+            )
+        leaves = [by_key[key] for key in ref_keys]
+    if check_shapes:
+        for path, ref_leaf, leaf in zip(ref_paths, ref_leaves, leaves, strict=True):
+            if _shape(leaf) != _shape(ref_leaf):
+                raise ValueError(
+                    f"{name} and {ref_name} have leaves of different shapes at {_where(path)}: "
+                    f"{_shape(leaf)} vs {_shape(ref_leaf)}"
+                )
+    return leaves
+
+
+def _mask_leaves(reference, mask, *, ref_name: str) -> list:
+    """The leaves of ``mask`` aligned with ``reference``'s leaves, checked to be boolean."""
+    leaves = _align(reference, mask, name="mask", ref_name=ref_name)
+    paths, _, _ = _flatten(reference)
+    for path, leaf in zip(paths, leaves, strict=True):
+        if _dtype(leaf) != np.bool_:
+            raise ValueError(
+                f"mask leaves must be boolean arrays (True = kept), got dtype {_dtype(leaf)} at "
+                f"{_where(path)}"
+            )
+    return leaves
+
+
+def _concrete(name: str, leaves: list) -> list[np.ndarray]:
+    if not is_concrete(*leaves):
+        raise ValueError(f"{name} must be concrete arrays: build masks outside jax.jit/vmap")
+    return [np.asarray(leaf) for leaf in leaves]
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+def _check_keep(name: str, keep) -> float:
+    if (
+        not isinstance(keep, numbers.Real | np.ndarray | jax.Array)
+        or np.ndim(keep) != 0
+        or not is_concrete(keep)
+        or np.asarray(keep).dtype.kind not in "iuf"  # not bool, complex or object
+    ):
+        raise ValueError(f"{name} must be a number in (0, 1], got {keep!r}")
+    value = float(keep)
+    if not 0.0 < value <= 1.0:  # also rejects NaN
+        raise ValueError(f"{name} must be a number in (0, 1] (the fraction kept), got {value!r}")
+    return value
+
+
+def _n_keep(keep: float, n: int) -> int:
+    """``round(keep * n)`` entries out of ``n`` candidates, at least one when ``n >= 1``."""
+    return min(n, max(1, round(keep * n))) if n > 0 else 0
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _as_bool(value, where: str) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray | jax.Array) and value.shape == () and value.dtype == bool:
+        return bool(value)
+    raise ValueError(f"prunable must give a bool for each leaf, got {value!r} at {where}")
+
+
+def _selection(tree, prunable: Prunable) -> list[bool]:
+    """Which leaves of ``tree`` may be pruned, one bool per leaf; at least one must be."""
+    paths, leaves, _ = _flatten(tree)
+    if prunable is None:
+        selected = [len(_shape(leaf)) >= 2 for leaf in leaves]
+        rule = "the default rule (leaves with ndim >= 2)"
+    elif callable(prunable):
+        selected = [
+            _as_bool(prunable(path, leaf), _where(path))
+            for path, leaf in zip(paths, leaves, strict=True)
+        ]
+        rule = "the prunable callable"
+    else:
+        flags = _align(tree, prunable, name="prunable", ref_name="params", check_shapes=False)
+        selected = [_as_bool(flag, _where(path)) for path, flag in zip(paths, flags, strict=True)]
+        rule = "the prunable pytree"
+    if not any(selected):
+        shapes = [_shape(leaf) for leaf in leaves]
+        raise ValueError(f"no leaf is prunable under {rule}; leaf shapes: {shapes}")
+    return selected
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+def prunable(params: Params) -> Any:
+    """The default selection of prunable leaves: weight matrices and tensors, not biases.
+
+    A leaf is prunable when it has ``ndim >= 2``, the convention of Frankle & Carbin (2019).
+
+    Args:
+        params: any parameter pytree.
+
+    Returns:
+        A pytree with the structure of ``params`` whose leaves are Python bools; it can be edited
+        and passed as ``prunable=`` to the mask builders.
+    """
+    return jax.tree.map(lambda leaf: len(_shape(leaf)) >= 2, params)
+
+
+def _build(tree, leaves: list[np.ndarray]) -> Mask:
+    _, _, treedef = _flatten(tree)
+    return jax.tree.unflatten(treedef, [jnp.asarray(leaf) for leaf in leaves])
+
+
+def magnitude_mask(
+    scores: Params,
+    keep: float,
+    *,
+    scope: str = "global",
+    prunable: Prunable = None,
+    mask: Mask | None = None,
+) -> Mask:
+    r"""Keep the fraction ``keep`` of prunable entries with the largest :math:`|s|`.
+
+    ``scores`` is any pytree shaped like the parameters:
+
+    * the weights themselves, for **magnitude pruning** (Frankle & Carbin, 2019): after training,
+      ``magnitude_mask(trained, 0.2)`` keeps the 20% largest weights;
+    * the weight change ``kdbook.functional.tree_difference(trained, init)``, for **movement**
+      pruning: it keeps the weights that moved most during training.
+
+    Of ``n`` candidate entries, exactly ``round(keep * n)`` are kept (Python's ``round``, at least
+    one), those with the largest :math:`|s|`; ties are broken by position (leaves in
+    ``jax.tree`` order, entries in row-major order, the first ones kept), never by keeping extra
+    tied entries.
+
+    Args:
+        scores: a pytree of concrete arrays (not traced inside ``jax.jit``).
+        keep: the fraction in ``(0, 1]`` of candidate entries to keep.
+        scope: ``"global"``: one ranking over the candidates of all prunable leaves;
+            ``"layer"``: the fraction ``keep`` of each prunable leaf separately.
+        prunable: which leaves may be pruned: ``None`` (leaves with ``ndim >= 2``, see
+            :func:`prunable`), a callable ``(path, leaf) -> bool`` (``path`` as given by
+            ``jax.tree_util.tree_flatten_with_path``), or a pytree of bools shaped like ``scores``.
+        mask: an earlier mask. The candidates are then the entries it keeps, so ``keep`` is the
+            fraction of *currently kept* entries to keep (one round of iterative pruning), and
+            entries it pruned stay pruned, in non-prunable leaves too.
+
+    Returns:
+        A mask with the structure of ``scores``: boolean arrays, ``True`` = kept. Leaves that are
+        not prunable are all ``True`` (or as in ``mask``).
+
+    Raises:
+        ValueError: for ``keep`` outside ``(0, 1]``, an unknown ``scope``, no prunable leaf, a
+            ``mask`` that does not match ``scores`` or is not boolean, NaN scores at candidate
+            entries, or traced scores.
+    """
+    keep = _check_keep("keep", keep)
+    _check_choice("scope", scope, SCOPES)
+    paths, leaves, _ = _flatten(scores)
+    current = None if mask is None else _mask_leaves(scores, mask, ref_name="scores")
+    selected = _selection(scores, prunable)
+    leaves = _concrete("scores", leaves)
+    current = (
+        [np.ones(leaf.shape, dtype=bool) for leaf in leaves]
+        if current is None
+        else _concrete("mask", current)
+    )
+
+    candidates, magnitudes = [], []
+    for path, leaf, kept, chosen in zip(paths, leaves, current, selected, strict=True):
+        if not chosen:
+            candidates.append(None)
+            magnitudes.append(None)
+            continue
+        index = np.flatnonzero(kept.ravel())
+        values = np.abs(leaf.ravel()[index]).astype(np.float64)
+        if np.isnan(values).any():
+            raise ValueError(
+                f"scores are NaN at {int(np.isnan(values).sum())} candidate entries of "
+                f"{_where(path)}: they cannot be ranked"
+            )
+        candidates.append(index)
+        magnitudes.append(values)
+
+    units = (
+        [[i for i, chosen in enumerate(selected) if chosen]]
+        if scope == "global"
+        else [[i] for i, chosen in enumerate(selected) if chosen]
+    )
+    out = [kept.copy() for kept in current]
+    for unit in units:
+        values = np.concatenate([magnitudes[i] for i in unit])
+        order = np.argsort(-values, kind="stable")  # largest first, ties: first position first
+        chosen = np.zeros(values.size, dtype=bool)
+        chosen[order[: _n_keep(keep, values.size)]] = True
+        offset = 0
+        for i in unit:
+            flat = np.zeros(leaves[i].size, dtype=bool)
+            flat[candidates[i]] = chosen[offset : offset + candidates[i].size]
+            offset += candidates[i].size
+            out[i] = flat.reshape(leaves[i].shape)
+    return _build(scores, out)
+
+
+def random_mask(
+    key: jax.Array,
+    params: Params,
+    keep: float,
+    *,
+    scope: str = "layer",
+    prunable: Prunable = None,
+) -> Mask:
+    """A uniformly random mask keeping as many entries as :func:`magnitude_mask` would.
+
+    The random-pruning baseline: with ``scope="layer"``, each prunable leaf of ``n`` entries keeps
+    a uniformly random subset of exactly ``round(keep * n)`` entries (at least one); with
+    ``scope="global"``, one uniformly random subset of ``round(keep * N)`` of all ``N`` prunable
+    entries. The same key gives the same mask.
+
+    Args:
+        key: a JAX PRNG key.
+        params: any parameter pytree (only the leaves' shapes are used).
+        keep: the fraction in ``(0, 1]`` of prunable entries to keep.
+        scope: ``"layer"`` (default) or ``"global"``, as in :func:`magnitude_mask`.
+        prunable: which leaves may be pruned, as in :func:`magnitude_mask`.
+
+    Returns:
+        A mask with the structure of ``params``; non-prunable leaves are all ``True``.
+
+    Raises:
+        ValueError: for ``keep`` outside ``(0, 1]``, an unknown ``scope`` or no prunable leaf.
+    """
+    keep = _check_keep("keep", keep)
+    _check_choice("scope", scope, SCOPES)
+    _, leaves, _ = _flatten(params)
+    selected = _selection(params, prunable)
+    if not is_concrete(key):
+        raise ValueError("random_mask needs a concrete key: build masks outside jax.jit/vmap")
+    shapes = [_shape(leaf) for leaf in leaves]
+    sizes = [math.prod(shape) for shape in shapes]
+
+    def subset(key, n: int) -> np.ndarray:
+        flat = np.zeros(n, dtype=bool)
+        if n:
+            flat[np.asarray(jax.random.permutation(key, n))[: _n_keep(keep, n)]] = True
+        return flat
+
+    out = [np.ones(shape, dtype=bool) for shape in shapes]
+    if scope == "layer":
+        for i, chosen in enumerate(selected):
+            if chosen:
+                out[i] = subset(jax.random.fold_in(key, i), sizes[i]).reshape(shapes[i])
+    else:
+        flat = subset(key, sum(sizes[i] for i, chosen in enumerate(selected) if chosen))
+        offset = 0
+        for i, chosen in enumerate(selected):
+            if chosen:
+                out[i] = flat[offset : offset + sizes[i]].reshape(shapes[i])
+                offset += sizes[i]
+    return _build(params, out)
+
+
+def neuron_mask(
+    scores: Params,
+    keep: float,
+    *,
+    axis: int = -1,
+    prunable: Prunable = None,
+    key: jax.Array | None = None,
+) -> Mask:
+    r"""Structured pruning: keep or drop whole units (slices along ``axis``) of each prunable leaf.
+
+    For a leaf with ``m`` units along ``axis``, unit :math:`r` is scored by the L2 norm of its
+    slice, and the ``round(keep * m)`` units (at least one) with the largest norms are kept (ties:
+    the first units). For :class:`kdbook.models.TwoLayerNet`, whose hidden kernel has shape
+    ``(d, m)`` with neuron :math:`r` in column :math:`r`, ``neuron_mask(params, keep)`` keeps the
+    neurons with the largest weight vectors :math:`\|w_r\|`, and
+    ``neuron_mask(tree_difference(trained, init), keep)`` those that moved most; the pruned
+    network computes
+    :math:`\frac{1}{\sqrt m}\sum_{r\ \mathrm{kept}} a_r\,\mathrm{relu}(w_r^\top x)`.
+
+    Args:
+        scores: a pytree of concrete arrays shaped like the parameters.
+        keep: the fraction in ``(0, 1]`` of units to keep in each prunable leaf.
+        axis: the axis indexing units (``-1``: columns, the output units of a dense kernel).
+        prunable: which leaves may be pruned, as in :func:`magnitude_mask`.
+        key: if given, keep a uniformly random set of ``round(keep * m)`` units per leaf instead
+            (the values of ``scores`` are then ignored, only shapes count).
+
+    Returns:
+        A mask with the structure of ``scores``, constant along every axis but ``axis``;
+        non-prunable leaves are all ``True``.
+
+    Raises:
+        ValueError: for ``keep`` outside ``(0, 1]``, an ``axis`` out of range for a prunable leaf,
+            no prunable leaf, or NaN scores.
+    """
+    keep = _check_keep("keep", keep)
+    if not isinstance(axis, int | np.integer) or isinstance(axis, bool):
+        raise ValueError(f"axis must be an integer, got {axis!r}")
+    paths, leaves, _ = _flatten(scores)
+    selected = _selection(scores, prunable)
+    if key is None:
+        leaves = _concrete("scores", leaves)
+    elif not is_concrete(key):
+        raise ValueError("neuron_mask needs a concrete key: build masks outside jax.jit/vmap")
+    out = []
+    for i, (path, leaf, chosen) in enumerate(zip(paths, leaves, selected, strict=True)):
+        shape = _shape(leaf)
+        if not chosen:
+            out.append(np.ones(shape, dtype=bool))
+            continue
+        if not -len(shape) <= axis < len(shape):
+            raise ValueError(
+                f"axis={axis} is out of range for the leaf at {_where(path)} of shape {shape}"
+            )
+        unit_axis = int(axis) % len(shape)
+        m = shape[unit_axis]
+        if key is None:
+            others = tuple(a for a in range(len(shape)) if a != unit_axis)
+            norms = np.sqrt(np.sum(np.abs(leaf).astype(np.float64) ** 2, axis=others))
+            if np.isnan(norms).any():
+                raise ValueError(f"scores are NaN in the leaf at {_where(path)}")
+            order = np.argsort(-norms, kind="stable")
+        else:
+            order = np.asarray(jax.random.permutation(jax.random.fold_in(key, i), m))
+        units = np.zeros(m, dtype=bool)
+        units[order[: _n_keep(keep, m)]] = True
+        view = [1] * len(shape)
+        view[unit_axis] = m
+        out.append(np.broadcast_to(units.reshape(view), shape).copy())
+    return _build(scores, out)
+
+
+# ----------------------------------------------------------------------------- masked training
+
+
+def apply_mask(params: Params, mask: Mask) -> Params:
+    """``params`` with the pruned entries set to exactly zero.
+
+    Works inside ``jax.jit`` (on traced parameters and masks).
+
+    Args:
+        params: any parameter pytree.
+        mask: a mask matching ``params`` (same leaves and shapes, boolean leaves).
+
+    Returns:
+        A pytree with the structure and dtypes of ``params``.
+
+    Raises:
+        ValueError: if the mask does not match ``params`` or has non-boolean leaves.
+    """
+    masks = _mask_leaves(params, mask, ref_name="params")
+    _, leaves, treedef = _flatten(params)
+    return jax.tree.unflatten(
+        treedef,
+        [
+            jnp.where(kept, leaf, jnp.zeros((), dtype=_dtype(leaf)))
+            for leaf, kept in zip(leaves, masks, strict=True)
+        ],
+    )
+
+
+def masked_optimizer(
+    optimizer: optax.GradientTransformation, mask: Mask
+) -> optax.GradientTransformation:
+    """``optimizer`` on the gradients of kept entries, followed by zeroing pruned entries' updates.
+
+    Started from ``apply_mask(params, mask)``, pruned weights then stay exactly zero through any
+    training with :func:`kdbook.train.fit` or :func:`kdbook.train.train_scan`, whatever the
+    optimizer does (momentum, Adam's moments, weight decay in ``optax.adamw``): their gradients
+    are usually not zero, but their updates are. The gradients of pruned entries are also set to
+    zero *before* ``optimizer`` sees them, so that transformations that mix entries (e.g.
+    ``optax.clip_by_global_norm``) act on the gradient of the sparse network; for elementwise
+    optimizers (SGD, momentum, Adam, AdamW) this changes nothing for the kept entries. Entries are
+    selected with ``jnp.where``, so a NaN or infinite gradient or update at a pruned entry is
+    dropped too.
+
+    Example:
+        >>> mask = magnitude_mask(trained, 0.2)
+        >>> result = kd.fit(apply, apply_mask(init, mask), data, loss=mse, steps=500,
+        ...                 optimizer=masked_optimizer(optax.adam(1e-3), mask))
+
+    Args:
+        optimizer: any Optax gradient transformation.
+        mask: a mask matching the parameters that will be trained.
+
+    Returns:
+        An ``optax.GradientTransformation``.
+
+    Raises:
+        ValueError: (when built) for a mask with non-boolean leaves; (at ``init`` and ``update``)
+            for parameters or updates that do not match the mask.
+    """
+    _mask_leaves(mask, mask, ref_name="mask")
+    mask = jax.tree.map(jnp.asarray, mask)
+
+    def init(params):
+        _mask_leaves(params, mask, ref_name="params")
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        masks = _mask_leaves(updates, mask, ref_name="updates")
+        _, leaves, treedef = _flatten(updates)
+        zeroed = [
+            jnp.where(kept, u, jnp.zeros((), dtype=_dtype(u)))
+            for u, kept in zip(leaves, masks, strict=True)
+        ]
+        return jax.tree.unflatten(treedef, zeroed), state
+
+    zero_pruned = optax.GradientTransformation(init, update)
+    return optax.chain(zero_pruned, optimizer, zero_pruned)
+
+
+# ----------------------------------------------------------------------------- accounting
+
+
+def count(mask: Mask, *, prunable_only: bool = False, prunable: Prunable = None) -> tuple[int, int]:
+    """``(kept, total)``: the numbers of kept and of all entries of a mask, as Python ints.
+
+    Args:
+        mask: a mask (boolean leaves, concrete).
+        prunable_only: count only the prunable leaves (else every leaf).
+        prunable: with ``prunable_only``, which leaves are prunable, as in
+            :func:`magnitude_mask` (default: ``ndim >= 2``).
+
+    Raises:
+        ValueError: for non-boolean or traced leaves, or ``prunable`` without ``prunable_only``.
+    """
+    if prunable is not None and not prunable_only:
+        raise ValueError("prunable= selects leaves only with prunable_only=True")
+    leaves = _concrete("mask", _mask_leaves(mask, mask, ref_name="mask"))
+    if prunable_only:
+        selected = _selection(mask, prunable)
+        leaves = [leaf for leaf, chosen in zip(leaves, selected, strict=True) if chosen]
+    return sum(int(np.count_nonzero(leaf)) for leaf in leaves), sum(leaf.size for leaf in leaves)
+
+
+def density(mask: Mask, *, prunable_only: bool = False, prunable: Prunable = None) -> float:
+    """The fraction of entries a mask keeps, ``kept / total`` from :func:`count`.
+
+    By default over *all* entries of all leaves; with ``prunable_only=True`` over the prunable
+    leaves only (the fraction of weights remaining in Frankle & Carbin's plots).
+
+    Raises:
+        ValueError: as :func:`count`, or for a mask with no entries.
+    """
+    kept, total = count(mask, prunable_only=prunable_only, prunable=prunable)
+    if total == 0:
+        raise ValueError("the mask has no entries: its density is undefined")
+    return kept / total
+
+
+def sparsity(mask: Mask, *, prunable_only: bool = False, prunable: Prunable = None) -> float:
+    """The fraction of entries a mask prunes, ``(total - kept) / total`` (see :func:`density`)."""
+    kept, total = count(mask, prunable_only=prunable_only, prunable=prunable)
+    if total == 0:
+        raise ValueError("the mask has no entries: its sparsity is undefined")
+    return (total - kept) / total
+
+
+# ----------------------------------------------------------------------------- lottery tickets
+
+
+def iterative_magnitude_pruning(
+    train: Callable[[Params, Mask], Params],
+    params: Params,
+    *,
+    rounds: int,
+    keep_per_round: float,
+    scope: str = "global",
+    prunable: Prunable = None,
+    rewind_to: Params | None = None,
+    progress: bool = True,
+) -> PruningRun:
+    r"""Iterative magnitude pruning with rewinding (Frankle & Carbin, 2019).
+
+    Round 0 trains the dense network: ``trained_0 = train(params, all-True mask)``. Round
+    :math:`r \ge 1` keeps the fraction ``keep_per_round`` of the weights that survived round
+    :math:`r-1`, those of largest magnitude after training,
+    ``mask_r = magnitude_mask(trained_{r-1}, keep_per_round, mask=mask_{r-1})``, rewinds them,
+    ``start_r = apply_mask(rewind_to, mask_r)``, and trains again: ``trained_r = train(start_r,
+    mask_r)``. After :math:`r` rounds about ``keep_per_round ** r`` of the prunable weights remain.
+
+    ``rewind_to`` defaults to ``params``: rewinding to the initialisation, as in Frankle & Carbin
+    (2019). Passing the dense network's weights after a few training steps (e.g. a checkpoint of
+    :func:`kdbook.train.fit`) rewinds to an early step instead (Frankle et al., 2020, "Linear mode
+    connectivity and the lottery ticket hypothesis").
+
+    Args:
+        train: ``train(params, mask) -> trained_params``; it should train with
+            ``masked_optimizer(optimizer, mask)`` so that pruned weights stay zero.
+        params: the initial parameters.
+        rounds: the number of pruning rounds (a positive integer), after the dense round 0.
+        keep_per_round: the fraction in ``(0, 1]`` of remaining weights each round keeps.
+        scope: ``"global"`` (default, as Frankle & Carbin for deep networks) or ``"layer"``,
+            see :func:`magnitude_mask`.
+        prunable: which leaves may be pruned, as in :func:`magnitude_mask`.
+        rewind_to: the weights pruned networks restart from (default: ``params``).
+        progress: show a progress bar over rounds (tqdm).
+
+    Returns:
+        A :class:`PruningRun` with lists over rounds ``0..rounds``.
+
+    Raises:
+        ValueError: for a bad ``rounds``, ``keep_per_round`` or ``scope``, a ``rewind_to`` or a
+            result of ``train`` that does not match ``params``, or no prunable leaf.
+    """
+    if not callable(train):
+        raise TypeError(f"train must be a function train(params, mask), got {type(train)}")
+    _check_positive_int("rounds", rounds)
+    keep = _check_keep("keep_per_round", keep_per_round)
+    _check_choice("scope", scope, SCOPES)
+    _selection(params, prunable)
+    rewind_to = params if rewind_to is None else rewind_to
+    _align(params, rewind_to, name="rewind_to", ref_name="params")
+    _, _, treedef = _flatten(params)
+
+    mask = jax.tree.map(lambda leaf: jnp.ones(_shape(leaf), dtype=bool), params)
+    start, trained_leaves = params, []
+    run = PruningRun([], [], [])
+    with tqdm(total=rounds + 1, desc="pruning rounds", leave=False, disable=not progress) as bar:
+        for r in range(rounds + 1):
+            if r > 0:
+                scores = jax.tree.unflatten(treedef, trained_leaves)
+                mask = magnitude_mask(scores, keep, scope=scope, prunable=prunable, mask=mask)
+                start = apply_mask(rewind_to, mask)
+            trained = train(start, mask)
+            try:
+                trained_leaves = _align(params, trained, name="train's result", ref_name="params")
+            except ValueError as error:
+                raise ValueError(
+                    f"train(params, mask) must return the trained parameters, a pytree like "
+                    f"params: {error}"
+                ) from None
+            run.masks.append(mask)
+            run.params.append(trained)
+            run.densities.append(density(mask, prunable_only=True, prunable=prunable))
+            bar.set_postfix(density=f"{run.densities[-1]:.4g}", refresh=False)
+            bar.update(1)
+    return run
