@@ -41,12 +41,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # pytest exits with 5 when it collects nothing; that is not a failure here.
+# -n auto: pytest-xdist runs test files (and notebooks) on every core.
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not site" -q || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -m "not site" -q -n auto || [ $$? -eq 5 ]
 
 notebooks: $(STAMP)
 ifneq ($(NOTEBOOKS),)
-	$(BIN)/python -m pytest --nbmake --nbmake-timeout=600 -q -p no:cacheprovider \
+	$(BIN)/python -m pytest --nbmake --nbmake-timeout=600 -q -n auto -p no:cacheprovider \
 		-o filterwarnings= $(NOTEBOOKS)
 else
 	@echo "No chapter notebooks yet: nothing for nbmake to run."
@@ -92,8 +93,8 @@ $(FLOOR_STAMP): requirements-floor.txt pyproject.toml
 test-floor: $(FLOOR_STAMP)
 	$(FLOOR)/bin/python -c "import jax, flax, optax; print('floor:', jax.__version__, \
 		flax.__version__, optax.__version__)"
-	$(FLOOR)/bin/python -m pytest -m "not site" -q -p no:cacheprovider
-	$(FLOOR)/bin/python -m pytest --nbmake --nbmake-timeout=600 -q -p no:cacheprovider \
+	$(FLOOR)/bin/python -m pytest -m "not site" -q -n auto -p no:cacheprovider
+	$(FLOOR)/bin/python -m pytest --nbmake --nbmake-timeout=600 -q -n auto -p no:cacheprovider \
 		-o filterwarnings= chapters/01_distillation_basics.ipynb chapters/02_wide_networks_ntk.ipynb
 
 # Edit chapters/NN_topic.md, then `make sync` (see scripts/sync_notebooks.py).
