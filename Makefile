@@ -8,14 +8,15 @@ STAMP  := $(VENV)/.kdbook-installed
 NOTEBOOKS := $(wildcard chapters/[0-9]*.ipynb)
 CHAPTER_MDS := $(patsubst %.ipynb,%.md,$(NOTEBOOKS))
 
-.PHONY: setup book test lint unit notebooks book-strict site-tests sync clean help \
+.PHONY: setup book test lint unit notebooks seeds book-strict site-tests sync clean help \
 	student student-notebooks browser-deps test-floor
 
 help:
 	@echo "make book               - build the executed book into _build/html"
 	@echo "make test               - lint, unit tests, chapter notebooks, strict book build,"
 	@echo "                          student edition, site checks in headless Chromium"
-	@echo "make test-floor         - unit tests and chapters 1-2 on the oldest supported stack"
+	@echo "make test-floor         - unit tests and chapter 1 on the oldest supported stack"
+	@echo "make seeds [CH=04] [N=10] [SEEDS='3 17'] - chapters at many seeds: a pass/fail table"
 	@echo "make student            - the book without solutions, in _build/student/html"
 	@echo "make student-notebooks  - chapter notebooks without solutions, in _build/student/notebooks"
 	@echo "make sync               - after editing a chapter's .md: refresh its .ipynb, no outputs"
@@ -35,7 +36,15 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build .
 	@echo "The book is in _build/html/index.html"
 
-test: lint unit notebooks book-strict student student-notebooks site-tests
+# Each stage in turn, with its seconds printed at the end (also when one fails).
+TEST_STAGES := setup lint unit notebooks book-strict student student-notebooks site-tests
+test:
+	@t0=$$(date +%s); times=""; status=0; \
+	for stage in $(TEST_STAGES); do t=$$(date +%s); \
+		$(MAKE) --no-print-directory $$stage || { status=$$?; times="$$times  $$stage FAILED\n"; break; }; \
+		times="$$times$$(printf '  %-18s %5d s' $$stage $$(( $$(date +%s) - t )))\n"; done; \
+	printf "\nmake test, seconds per stage:\n$$times$$(printf '  %-18s %5d s' total $$(( $$(date +%s) - t0 )))\n"; \
+	exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -45,13 +54,17 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not site" -q -n auto || [ $$? -eq 5 ]
 
+# Every chapter once, at a seed that changes from commit to commit (KDBOOK_SEED=<n> to choose it);
+# the strict book build below runs them at SEED = 0. See scripts/run_chapters.py.
 notebooks: $(STAMP)
-ifneq ($(NOTEBOOKS),)
-	$(BIN)/python -m pytest --nbmake --nbmake-timeout=600 -q -n auto -p no:cacheprovider \
-		-o filterwarnings= $(NOTEBOOKS)
-else
-	@echo "No chapter notebooks yet: nothing for nbmake to run."
-endif
+	$(BIN)/python scripts/run_chapters.py test
+
+# Not in CI: every chapter (or CH=04) at N seeds (default 10: 1..N), or at SEEDS="3 17", in
+# parallel over the cores; prints chapter x seed -> pass / the failing assertion, and seconds.
+N ?= 10
+seeds: $(STAMP)
+	$(BIN)/python scripts/run_chapters.py seeds -n $(N) $(if $(CH),--ch "$(CH)") \
+		$(if $(SEEDS),--seeds "$(SEEDS)")
 
 # Warnings are errors, with a fresh execution cache so a library edit cannot hide behind old outputs.
 book-strict: $(STAMP)
@@ -94,8 +107,7 @@ test-floor: $(FLOOR_STAMP)
 	$(FLOOR)/bin/python -c "import jax, flax, optax; print('floor:', jax.__version__, \
 		flax.__version__, optax.__version__)"
 	$(FLOOR)/bin/python -m pytest -m "not site" -q -n auto -p no:cacheprovider
-	$(FLOOR)/bin/python -m pytest --nbmake --nbmake-timeout=600 -q -n auto -p no:cacheprovider \
-		-o filterwarnings= chapters/01_distillation_basics.ipynb chapters/02_wide_networks_ntk.ipynb
+	$(FLOOR)/bin/python scripts/run_chapters.py test chapters/01_distillation_basics.ipynb
 
 # Edit chapters/NN_topic.md, then `make sync` (see scripts/sync_notebooks.py).
 sync: $(STAMP)

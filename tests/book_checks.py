@@ -7,12 +7,59 @@ file and what to do, so a failing test says how to fix it.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import jupytext
 import yaml
 
 CHAPTERS = "chapters"
+
+# What may stand at the repository root: the layout in the README, nothing else.
+ROOT_ENTRIES = frozenset(
+    {
+        ".ci",
+        ".gitignore",
+        "_config.yml",
+        "_toc.yml",
+        "_ext",
+        "references.bib",
+        "chapters",
+        "kdbook",
+        "tests",
+        "benchmarks",
+        "scripts",
+        "requirements.txt",
+        "requirements-floor.txt",
+        "pyproject.toml",
+        "Makefile",
+        "README.md",
+        "LICENSE",
+        "LICENSE-TEXT.md",
+    }
+)
+
+
+def root_entries(root: Path) -> list[str]:
+    """Top-level names of the files git tracks or would add (untracked, not ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    return sorted({path.split("/", 1)[0] for path in listed if (root / path).exists()})
+
+
+def root_problems(entries: list[str]) -> list[str]:
+    """Files or folders at the repository root that the README's layout does not name."""
+    return [
+        f"'{name}' at the repository root is not in the README's layout: remove it (an "
+        "accidental shell redirect?) or move it where it belongs."
+        for name in entries
+        if name not in ROOT_ENTRIES
+    ]
 
 
 def toc_entries(root: Path) -> list[str]:

@@ -5,11 +5,18 @@ The checks live in `book_checks.py`; the last tests build broken trees to prove 
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import jupytext
 import pytest
-from book_checks import notebook_problems, toc_entries, toc_problems
+from book_checks import (
+    notebook_problems,
+    root_entries,
+    root_problems,
+    toc_entries,
+    toc_problems,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +29,25 @@ def test_every_page_is_in_the_toc_and_every_toc_entry_exists():
 def test_every_chapter_notebook_is_paired_stripped_and_in_sync():
     problems = notebook_problems(ROOT)
     assert not problems, "\n".join(problems)
+
+
+def test_nothing_stands_at_the_root_but_the_readme_layout():
+    problems = root_problems(root_entries(ROOT))
+    assert not problems, "\n".join(problems)
+
+
+def test_an_unexpected_file_at_the_root_is_reported():
+    (problem,) = root_problems(["README.md", "kdbook", "distances[1.0]"])
+    assert "'distances[1.0]' at the repository root" in problem
+
+
+def test_root_entries_see_untracked_files(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("_build/\n")
+    (tmp_path / "_build").mkdir()
+    (tmp_path / "_build" / "x").write_text("ignored")
+    (tmp_path / "stray,").write_text("oops")
+    assert root_entries(tmp_path) == [".gitignore", "stray,"]
 
 
 def test_toc_has_the_root_and_appendix():
