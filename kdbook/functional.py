@@ -15,6 +15,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 __all__ = [
+    "Functional",
+    "as_pytree",
     "functionalize",
     "tree_add",
     "tree_angle",
@@ -30,12 +32,49 @@ Params = Any
 Apply = Callable[[Params, jax.Array], jax.Array]
 
 
-def functionalize(model: nnx.Module) -> tuple[Apply, Params]:
+@jax.tree_util.register_pytree_node_class
+class Functional:
+    """``apply(params, x)`` of a Flax NNX module, as returned by :func:`functionalize`.
+
+    It is a pytree: its leaves are the module's non-parameter state (e.g. fixed output weights)
+    and its static part is the module's graph definition. Passed *as an argument* to a jitted
+    function (kdbook's :func:`~kdbook.train.fit` and :func:`~kdbook.ntk.empirical_ntk` do so), two
+    modules of the same structure therefore share one compilation, whatever their weights.
+
+    Attributes:
+        graphdef: the module's ``nnx.GraphDef`` (hashable; equal for equal structures).
+        rest: the module's non-``nnx.Param`` state, closed over as constants by ``apply``.
+    """
+
+    def __init__(self, graphdef, rest):
+        self.graphdef = graphdef
+        self.rest = rest
+
+    def merge(self, params: Params) -> nnx.Module:
+        """Rebuild the module with ``params`` (e.g. to read its architecture)."""
+        return nnx.merge(self.graphdef, params, self.rest)
+
+    def __call__(self, params: Params, x: jax.Array) -> jax.Array:
+        return self.merge(params)(x)
+
+    def tree_flatten(self):
+        return (self.rest,), self.graphdef
+
+    @classmethod
+    def tree_unflatten(cls, graphdef, children):
+        return cls(graphdef, *children)
+
+    def __repr__(self) -> str:
+        return f"Functional({type(self.graphdef).__name__} of {self.graphdef.type.__name__})"
+
+
+def functionalize(model: nnx.Module) -> tuple[Functional, Params]:
     """Split an NNX module into a pure ``apply(params, x)`` and its parameters.
 
     Only ``nnx.Param`` variables become ``params``; any other state (e.g. fixed output weights
-    stored as plain variables) is closed over as a constant. The returned function is pure, so
-    ``jax.jit``, ``jax.grad``, ``jax.jvp`` and ``jax.vmap`` apply to it directly.
+    stored as plain variables) is carried by ``apply`` as a constant. ``apply`` is pure, so
+    ``jax.jit``, ``jax.grad``, ``jax.jvp`` and ``jax.vmap`` apply to it directly, and it is a
+    pytree (:class:`Functional`), so models of the same structure share compiled code.
 
     Args:
         model: a Flax NNX module whose ``__call__`` maps a batch ``x`` to outputs.
@@ -54,15 +93,22 @@ def functionalize(model: nnx.Module) -> tuple[Apply, Params]:
     if not isinstance(model, nnx.Module):
         raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return Functional(graphdef, rest), params
 
-    def merge(params: Params) -> nnx.Module:
-        return nnx.merge(graphdef, params, rest)
 
-    def apply(params: Params, x: jax.Array) -> jax.Array:
-        return merge(params)(x)
+def as_pytree(apply: Apply) -> Apply:
+    """``apply`` as a pytree, to pass to a jitted function as an argument.
 
-    apply.merge = merge
-    return apply, params
+    kdbook's model functions (:class:`Functional`, a linearized model) already are pytrees whose
+    arrays are leaves: compiled code is then shared by every model of the same structure. Any
+    other callable becomes a leafless ``jax.tree_util.Partial``, which jit keys on the function's
+    identity (the same function object is compiled once).
+    """
+    if not callable(apply):
+        raise TypeError(f"apply must be a callable apply(params, x), got {type(apply).__name__}")
+    if isinstance(apply, Functional | jax.tree_util.Partial):
+        return apply
+    return jax.tree_util.Partial(apply)
 
 
 def tree_inner(a: Params, b: Params) -> jax.Array:

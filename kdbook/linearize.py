@@ -15,7 +15,7 @@ from typing import Any
 
 import jax
 
-from kdbook.functional import tree_difference
+from kdbook.functional import as_pytree, tree_difference
 
 __all__ = ["linearize"]
 
@@ -35,13 +35,13 @@ def linearize(apply: Apply, params0: Params) -> Apply:
         params0: the expansion point :math:`\theta_0` (usually the initialisation).
 
     Returns:
-        ``apply_lin(params, x)``; at ``params = params0`` it equals ``apply(params0, x)``.
+        ``apply_lin(params, x)``; at ``params = params0`` it equals ``apply(params0, x)``. It is a
+        ``jax.tree_util.Partial`` holding ``params0`` as leaves, so jitted training shares one
+        compilation across expansion points of models with the same structure.
     """
+    return jax.tree_util.Partial(_linearized, as_pytree(apply), params0)
 
-    def apply_lin(params: Params, x: jax.Array) -> jax.Array:
-        out0, tangent = jax.jvp(
-            lambda p: apply(p, x), (params0,), (tree_difference(params, params0),)
-        )
-        return out0 + tangent
 
-    return apply_lin
+def _linearized(apply: Apply, params0: Params, params: Params, x: jax.Array) -> jax.Array:
+    out0, tangent = jax.jvp(lambda p: apply(p, x), (params0,), (tree_difference(params, params0),))
+    return out0 + tangent

@@ -38,13 +38,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from kdbook.functional import as_pytree
 
 __all__ = ["METHODS", "InfiniteKernels", "empirical_ntk", "infinite_kernels", "two_layer_ntk"]
 
@@ -256,36 +258,41 @@ def empirical_ntk(
     if shard and batch_size is None:
         raise ValueError("shard=True splits the kernel into blocks: set batch_size as well")
     method = _resolve_method(method, apply, params, x1, batch_size)
+    apply = as_pytree(apply)  # an argument of the compiled function: shared by equal structures
     if batch_size is None:
-        return _compiled(apply, method, trace)(params, x1, x2)
+        return _compiled(method, trace)(apply, params, x1, x2)
     return _blockwise(apply, method, trace, params, x1, x2, batch_size, shard)
 
 
-def _kernel_function(apply: Apply, method: str, trace: bool):
-    """The pure (params, x1, x2) -> kernel function of one method."""
+def _kernel_function(method: str, trace: bool):
+    """The pure (apply, params, x1, x2) -> kernel function of one method."""
     if method == "structured":
-        return lambda p, a, b: _structured_kernel(_dense_chain(apply, p), a, b, trace)
+        return lambda f, p, a, b: _structured_kernel(_dense_chain(f, p), a, b, trace)
     if method == "jacobian":
-        return lambda p, a, b: _jacobian_kernel(apply, p, a, b, trace)
-    return lambda p, a, b: _ntvp_kernel(apply, p, a, b, trace)
+        return lambda f, p, a, b: _jacobian_kernel(f, p, a, b, trace)
+    return lambda f, p, a, b: _ntvp_kernel(f, p, a, b, trace)
 
 
-# Compiled functions are cached per (apply, method, ...): a new jax.jit wrapper per call would
-# recompile every time.
-@lru_cache(maxsize=64)
-def _compiled(apply: Apply, method: str, trace: bool):
-    return jax.jit(_kernel_function(apply, method, trace))
+# One jitted function per (method, trace[, devices]). `apply` is a pytree argument (see
+# kdbook.functional.as_pytree), so jit's own cache compiles once per model structure and shapes.
+@cache
+def _compiled(method: str, trace: bool):
+    return jax.jit(_kernel_function(method, trace))
 
 
-@lru_cache(maxsize=64)
-def _compiled_blocks(apply: Apply, method: str, trace: bool, devices: tuple):
-    kernel_fn = _kernel_function(apply, method, trace)
-    block_fn = jax.vmap(kernel_fn, in_axes=(None, 0, 0))
+@lru_cache(maxsize=16)
+def _compiled_blocks(method: str, trace: bool, devices: tuple):
+    kernel_fn = _kernel_function(method, trace)
+    block_fn = jax.vmap(kernel_fn, in_axes=(None, None, 0, 0))
     if len(devices) == 1:
         return jax.jit(block_fn)
     sharded = NamedSharding(Mesh(np.asarray(devices), ("blocks",)), PartitionSpec("blocks"))
     replicated = NamedSharding(Mesh(np.asarray(devices), ("blocks",)), PartitionSpec())
-    return jax.jit(block_fn, in_shardings=(replicated, sharded, sharded), out_shardings=sharded)
+    return jax.jit(
+        block_fn,
+        in_shardings=(replicated, replicated, sharded, sharded),
+        out_shardings=sharded,
+    )
 
 
 def _blockwise(apply, method, trace, params, x1, x2, batch_size: int, shard: bool) -> jax.Array:
@@ -303,7 +310,7 @@ def _blockwise(apply, method, trace, params, x1, x2, batch_size: int, shard: boo
         (i, j) for i in range(b1.shape[0]) for j in range(b2.shape[0]) if not symmetric or i <= j
     ]
     devices = tuple(jax.devices()) if shard else tuple(jax.devices()[:1])
-    block_fn = _compiled_blocks(apply, method, trace, devices)
+    block_fn = partial(_compiled_blocks(method, trace, devices), apply)
 
     out = None
     step = len(devices)

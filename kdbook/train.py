@@ -24,6 +24,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from kdbook.functional import as_pytree
 from kdbook.losses import kd_loss
 
 __all__ = ["FitResult", "distill", "fit", "train_scan"]
@@ -108,6 +109,41 @@ def _make_step(
         return optax.apply_updates(params, updates), opt_state, value
 
     return step
+
+
+class _Static:
+    """A loss or optimizer as a static ``jax.jit`` argument, equal to another when it computes the
+    same thing: ``functools.partial`` objects with equal functions and (hashable) arguments are
+    equal, anything else is compared by identity. So ``fit`` compiles once per computation, not
+    once per call (``distill`` builds a new ``partial(kd_loss, ...)`` at every call)."""
+
+    def __init__(self, value):
+        self.value = value
+        key = value
+        if isinstance(value, partial):
+            key = (value.func, value.args, tuple(sorted(value.keywords.items())))
+            try:
+                hash(key)
+            except TypeError:  # an array among the arguments: fall back to identity
+                key = value
+        self.key = key
+
+    def __eq__(self, other):
+        if not isinstance(other, _Static):
+            return NotImplemented
+        if self.key is self.value or other.key is other.value:
+            return self.value is other.value
+        return self.key == other.key
+
+    def __hash__(self):
+        return id(self.value) if self.key is self.value else hash(self.key)
+
+
+@partial(jax.jit, static_argnames=("loss", "optimizer", "n", "batch_size"))
+def _jitted_step(apply, params, opt_state, step, key, data, *, loss, optimizer, n, batch_size):
+    """One update of :func:`fit`, compiled once per (model structure, loss, optimizer, shapes)."""
+    update = _make_step(apply, loss.value, optimizer.value, n, batch_size)
+    return update(params, opt_state, step, key, data)
 
 
 def train_scan(
@@ -219,7 +255,14 @@ def fit(
     if patience is not None and (eval_fn is None or patience < 1):
         raise ValueError("patience must be a positive integer and needs eval_fn and eval_every")
 
-    step_fn = jax.jit(_make_step(apply, loss, optimizer, n, batch_size))
+    step_fn = partial(
+        _jitted_step,
+        as_pytree(apply),
+        loss=_Static(loss),
+        optimizer=_Static(optimizer),
+        n=n,
+        batch_size=batch_size,
+    )
     key = jax.random.key(0) if key is None else key
     opt_state = optimizer.init(params)
     history: dict[str, list] = {"loss": [], "eval_step": []}

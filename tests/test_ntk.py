@@ -276,3 +276,20 @@ def test_bad_input_raises_a_clear_error(call, match):
     apply, params = kd.functionalize(kd.MLP(3, depth=1, width=4, out_features=1, rngs=nnx.Rngs(0)))
     with pytest.raises(ValueError, match=match):
         call(apply, params)
+
+
+@pytest.mark.parametrize("method", ["structured", "jacobian", "ntvp"])
+def test_a_new_model_of_the_same_structure_does_not_recompile(count_compiles, method):
+    x = jax.random.normal(jax.random.key(0), (6, 3))
+
+    def model(seed):
+        return kd.functionalize(kd.TwoLayerNet(3, width=32, rngs=nnx.Rngs(seed)))
+
+    kd.empirical_ntk(*model(0), x, method=method)
+    apply, params = model(1)
+    with count_compiles() as compiles:
+        kernel = kd.empirical_ntk(apply, params, x, method=method)
+    assert compiles() == 0, f"{compiles()} compilations for a model of a known structure"
+    # ... and the shared compilation uses this model's own weights and output signs.
+    reference = kd.empirical_ntk(lambda p, x: apply(p, x), params, x, method="jacobian")
+    np.testing.assert_allclose(kernel, reference, rtol=1e-5, atol=1e-6)

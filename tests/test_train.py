@@ -253,3 +253,76 @@ def test_bad_options_raise_clear_errors(regression, options, match):
     kwargs.update(options)
     with pytest.raises(ValueError, match=match):
         kd.fit(linear_apply, params, **kwargs)
+
+
+def _two_layer(seed):
+    return kd.functionalize(kd.TwoLayerNet(3, width=64, rngs=nnx.Rngs(seed)))
+
+
+def test_a_new_model_of_the_same_structure_does_not_recompile(count_compiles):
+    """fit compiles once per (structure, loss, optimizer, shapes): another TwoLayerNet, with other
+    weights and other fixed output signs, reuses the compiled step and still trains itself."""
+    x = jax.random.normal(jax.random.key(0), (16, 3))
+    y = jnp.sin(x[:, :1])
+    options = dict(loss=mse, optimizer=optax.sgd(0.5), steps=20)
+    kd.fit(*_two_layer(0), (x, y), progress=False, **options)
+    kd.fit(kd.linearize(*_two_layer(0)), _two_layer(0)[1], (x, y), progress=False, **options)
+    apply, params = _two_layer(1)
+    linear = kd.linearize(apply, params)
+    with count_compiles() as compiles:
+        trained = kd.fit(apply, params, (x, y), progress=False, **options)
+        trained_linear = kd.fit(linear, params, (x, y), progress=False, **options)
+    assert compiles() == 0, f"{compiles()} compilations for models of a known structure"
+    # Each model trains with its own weights and output signs: compare with train_scan (a
+    # separate compilation of the same updates).
+    for model, result in [(apply, trained), (linear, trained_linear)]:
+        reference, losses = kd.train_scan(model, params, (x, y), **options)
+        np.testing.assert_allclose(result.history["loss"], losses, rtol=1e-5)
+        np.testing.assert_allclose(
+            jax.tree.leaves(result.params)[0], jax.tree.leaves(reference)[0], rtol=1e-5
+        )
+
+
+def test_distill_compiles_once_for_the_same_settings(count_compiles):
+    x = jax.random.normal(jax.random.key(0), (16, 4))
+    teacher = jax.random.normal(jax.random.key(1), (16, 3))
+    labels = jnp.argmax(teacher, axis=1)
+    optimizer = optax.adam(1e-2)
+
+    def run(seed, temperature):
+        apply, params = kd.functionalize(
+            kd.MLP(4, depth=1, width=32, out_features=3, rngs=nnx.Rngs(seed))
+        )
+        return kd.distill(
+            apply,
+            params,
+            x,
+            teacher,
+            labels,
+            soft_ratio=0.5,
+            temperature=temperature,
+            optimizer=optimizer,
+            steps=3,
+            progress=False,
+        )
+
+    run(0, 2.0)
+    with count_compiles() as compiles:
+        run(1, 2.0)
+    assert compiles() == 0
+    with count_compiles() as compiles:
+        run(1, 4.0)  # another temperature is another loss: one new compilation
+    assert compiles() == 1
+
+
+def test_a_plain_function_is_compiled_once_per_function_object(count_compiles, regression):
+    x, y, params = regression
+    options = dict(loss=mse, optimizer=optax.sgd(0.1), steps=3, progress=False)
+    kd.fit(linear_apply, params, (x, y), **options)
+    with count_compiles() as compiles:
+        kd.fit(linear_apply, params, (x, y), **options)
+    assert compiles() == 0
+    wrapped = jax.jit(linear_apply)  # a wrapped apply is another function: it compiles, and works
+    result = kd.fit(wrapped, params, (x, y), **options)
+    reference = kd.fit(linear_apply, params, (x, y), **options)
+    np.testing.assert_allclose(result.history["loss"], reference.history["loss"], rtol=1e-6)
