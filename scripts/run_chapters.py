@@ -144,6 +144,7 @@ def run_one(notebook: Path, seed: int, timeout: int) -> dict:
         message = f"{error.ename}: {error.evalue}".replace("\n", " ")
     except CellTimeoutError:
         status, message = "FAIL", f"a cell ran longer than {timeout} s"
+    nbformat.write(nb, path)  # the executed copy, outputs included, to read what was measured
     return {
         "chapter": notebook.name,
         "seed": seed,
@@ -193,7 +194,7 @@ def run_seeds(notebooks: list[Path], seeds: list[int], jobs: int, timeout: int) 
                 f"({r['seconds']} s) {r['message'][:200]}",
                 flush=True,
             )
-    print()
+    print(f"\nExecuted copies, with their outputs: {SEEDED.relative_to(ROOT)}/seed-<seed>/\n")
     print(f"{'chapter':<36} {'seed':>7} {'result':>6} {'seconds':>8}  failing assertion")
     for r in results:
         print(
