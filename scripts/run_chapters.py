@@ -8,7 +8,7 @@ once more at a *different* seed, so a claim check tuned to seed 0 fails:
 
 The seed is injected the way papermill does it: a cell tagged ``injected-parameters`` with
 ``SEED = <seed>`` is inserted right after the cell tagged ``parameters``, in a copy of the notebook
-under ``_build/seeded/seed-<seed>/`` (the committed notebooks are never touched). The test seed is
+under ``.cache/seeded/seed-<seed>/`` (the committed notebooks are never touched). The test seed is
 ``$KDBOOK_SEED`` when set, else derived from the commit hash, so it changes from commit to commit
 and a failure can be reproduced with ``KDBOOK_SEED=<seed> make notebooks``.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDED = ROOT / "_build" / "seeded"
+SEEDED = ROOT / ".cache" / "seeded"  # not under _build/: nbmake skips any path through _build
 STARTUP = """\
 # Written by scripts/run_chapters.py: warnings raised from kdbook's code are errors in tests.
 import warnings
@@ -65,7 +65,7 @@ def test_seed() -> int:
 
 
 def with_seed(notebook: Path, seed: int) -> Path:
-    """Copy ``notebook`` to ``_build/seeded/seed-<seed>/`` with ``SEED = seed`` injected."""
+    """Copy ``notebook`` to ``.cache/seeded/seed-<seed>/`` with ``SEED = seed`` injected."""
     nb = nbformat.read(notebook, as_version=4)
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     if len(tagged) != 1:
@@ -84,7 +84,7 @@ def with_seed(notebook: Path, seed: int) -> Path:
 
 def strict_env() -> dict[str, str]:
     """The environment for a strict kernel: rank promotion raises, kdbook warnings are errors."""
-    ipython_dir = ROOT / "_build" / "ipython"
+    ipython_dir = ROOT / ".cache" / "ipython"
     startup = ipython_dir / "profile_default" / "startup" / "00-kdbook-strict.py"
     startup.parent.mkdir(parents=True, exist_ok=True)
     startup.write_text(STARTUP)
