@@ -3,12 +3,14 @@
 The checks live in `book_checks.py`; the last tests build broken trees to prove each check fails.
 """
 
+import importlib.util
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import jupytext
+import nbformat
 import pytest
 from book_checks import (
     notebook_problems,
@@ -133,3 +135,46 @@ def test_an_unpaired_notebook_is_reported(tree):
     (tree / "chapters" / "01_test.md").unlink()
     problems = notebook_problems(tree)
     assert any("01_test.ipynb has no paired 01_test.md" in p for p in problems)
+
+
+def _run_chapters(monkeypatch, tmp_path):
+    """scripts/run_chapters.py as a module, writing its seeded copies under tmp_path."""
+    spec = importlib.util.spec_from_file_location(
+        "run_chapters", ROOT / "scripts" / "run_chapters.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "SEEDED", tmp_path / "seeded")
+    return module
+
+
+def test_the_test_seed_is_injected_right_after_the_parameters_cell(monkeypatch, tmp_path):
+    run_chapters = _run_chapters(monkeypatch, tmp_path)
+    notebook = ROOT / "chapters" / "01_distillation_basics.ipynb"
+    copy = nbformat.read(run_chapters.with_seed(notebook, 4321), as_version=4)
+    original = nbformat.read(notebook, as_version=4)
+    (at,) = [i for i, c in enumerate(copy.cells) if "parameters" in c.metadata.get("tags", [])]
+    injected = copy.cells[at + 1]
+    assert injected.metadata["tags"] == ["injected-parameters"]
+    assert "SEED = 4321" in injected.source
+    assert [c.source for c in copy.cells[: at + 1] + copy.cells[at + 2 :]] == [
+        c.source for c in original.cells
+    ]
+    assert "seed-4321" in str(run_chapters.with_seed(notebook, 4321))
+
+
+def test_a_notebook_without_a_parameters_cell_is_refused(monkeypatch, tmp_path):
+    run_chapters = _run_chapters(monkeypatch, tmp_path)
+    path = tmp_path / "01_test.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("SEED = 0")]), path)
+    with pytest.raises(SystemExit, match="exactly one cell tagged 'parameters'"):
+        run_chapters.with_seed(path, 1)
+
+
+def test_the_test_seed_comes_from_the_environment_or_the_commit(monkeypatch, tmp_path):
+    run_chapters = _run_chapters(monkeypatch, tmp_path)
+    monkeypatch.setenv("KDBOOK_SEED", "17")
+    assert run_chapters.test_seed() == 17
+    monkeypatch.delenv("KDBOOK_SEED")
+    seed = run_chapters.test_seed()
+    assert seed == run_chapters.test_seed() and 1 <= seed < 1_000_000
