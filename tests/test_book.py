@@ -178,3 +178,35 @@ def test_the_test_seed_comes_from_the_environment_or_the_commit(monkeypatch, tmp
     monkeypatch.delenv("KDBOOK_SEED")
     seed = run_chapters.test_seed()
     assert seed == run_chapters.test_seed() and 1 <= seed < 1_000_000
+
+
+def _set_repository():
+    spec = importlib.util.spec_from_file_location(
+        "set_repository", ROOT / "scripts" / "set_repository.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_repository_address_agrees_with_the_config():
+    set_repository = _set_repository()
+    assert len(set_repository.occurrences(ROOT)) >= 5  # config, README, pyproject, chapters
+    problems = set_repository.problems(ROOT)
+    assert not problems, "\n".join(problems)
+
+
+def test_set_repository_moves_every_address_and_the_check_sees_a_straggler(tmp_path):
+    set_repository = _set_repository()
+    (tmp_path / "chapters").mkdir()
+    for path in set_repository.files(ROOT):
+        shutil.copy(path, tmp_path / path.relative_to(ROOT))
+    before = len(set_repository.occurrences(tmp_path))
+    assert set_repository.main(["https://github.com/someone/kd-fork"], root=tmp_path) == 0
+    after = set_repository.occurrences(tmp_path)
+    assert len(after) == before and {(o, n) for *_, o, n in after} == {("someone", "kd-fork")}
+    assert set_repository.problems(tmp_path) == []
+    readme = tmp_path / "README.md"
+    readme.write_text(readme.read_text() + "\nSee https://github.com/kdbook/kdbook.\n")
+    (problem,) = set_repository.problems(tmp_path)
+    assert problem.startswith("README.md:") and "set_repository.py" in problem
