@@ -79,6 +79,11 @@ def functionalize(model: nnx.Module) -> tuple[Functional, Params]:
     Args:
         model: a Flax NNX module whose ``__call__`` maps a batch ``x`` to outputs.
 
+    Raises:
+        TypeError: if ``model`` is not an NNX module.
+        ValueError: if it holds state that changes when it runs (``nnx.RngState`` of dropout,
+            ``nnx.BatchStat`` of batch normalisation), which ``apply`` would silently freeze.
+
     Returns:
         ``(apply, params)``: ``apply(params, x)`` evaluates the module with ``params``
         (an ``nnx.State`` pytree of arrays) on ``x``. ``apply.merge(params)`` rebuilds the module
@@ -92,6 +97,14 @@ def functionalize(model: nnx.Module) -> tuple[Functional, Params]:
     """
     if not isinstance(model, nnx.Module):
         raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+    for kind, examples in [(nnx.RngState, "dropout"), (nnx.BatchStat, "batch normalisation")]:
+        if jax.tree.leaves(nnx.state(model, kind)):
+            raise ValueError(
+                f"model holds {kind.__name__} variables ({examples}), which change every time the "
+                "module runs; apply(params, x) would freeze them (the same dropout mask on every "
+                "call, batch statistics never updated). Build the model without them (e.g. "
+                "deterministic=True and no BatchNorm) for kdbook's pure-function contract."
+            )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     return Functional(graphdef, rest), params
 

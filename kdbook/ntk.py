@@ -123,14 +123,14 @@ def _dense_chain(apply: Apply, params: Params):
 
 
 def _activation_and_derivative(name: str):
+    """The activation and its derivative, taken by autodiff so that no activation is ever given
+    another's derivative (for ReLU, jax.grad gives 0 at 0, the convention the Jacobian uses)."""
     from kdbook.models import ACTIVATIONS
 
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     phi = ACTIVATIONS[name]
-    if name == "relu":
-        return phi, lambda u: (u > 0).astype(u.dtype)
-    if name == "erf":
-        return phi, lambda u: 2.0 / math.sqrt(math.pi) * jnp.exp(-(u**2))
-    return phi, lambda u: 1.0 - jnp.tanh(u) ** 2
+    return phi, jnp.vectorize(jax.grad(phi))
 
 
 def _structured_factors(chain, x):

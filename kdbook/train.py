@@ -252,8 +252,17 @@ def fit(
         raise ValueError("eval_every must be a positive integer and needs eval_fn")
     if (patience is None) != (monitor is None):
         raise ValueError("early stopping needs both patience and monitor (a key of eval_fn's dict)")
-    if patience is not None and (eval_fn is None or patience < 1):
-        raise ValueError("patience must be a positive integer and needs eval_fn and eval_every")
+    if patience is not None and (
+        eval_fn is None
+        or eval_every is None
+        or not isinstance(patience, int | np.integer)
+        or isinstance(patience, bool)
+        or patience < 1
+    ):
+        raise ValueError(
+            f"patience must be a positive integer and needs eval_fn and eval_every (early "
+            f"stopping counts evaluations), got patience={patience!r}, eval_every={eval_every!r}"
+        )
 
     step_fn = partial(
         _jitted_step,

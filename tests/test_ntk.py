@@ -293,3 +293,16 @@ def test_a_new_model_of_the_same_structure_does_not_recompile(count_compiles, me
     # ... and the shared compilation uses this model's own weights and output signs.
     reference = kd.empirical_ntk(lambda p, x: apply(p, x), params, x, method="jacobian")
     np.testing.assert_allclose(kernel, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_the_structured_kernel_differentiates_any_activation(monkeypatch):
+    """A new activation gets its own derivative (by autodiff), not another activation's."""
+    monkeypatch.setitem(kd.models.ACTIVATIONS, "softplus", jax.nn.softplus)
+    with kd.float64():
+        apply, params = kd.functionalize(
+            kd.MLP(3, depth=2, width=8, out_features=2, activation="softplus", rngs=nnx.Rngs(0))
+        )
+        x = jax.random.normal(jax.random.key(1), (5, 3))
+        structured = empirical_ntk(apply, params, x, method="structured", trace=False)
+        reference = _brute_force(apply, params, x, x)
+    np.testing.assert_allclose(structured, reference, rtol=1e-10, atol=1e-12)

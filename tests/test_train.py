@@ -245,6 +245,19 @@ def test_distill_is_fit_with_the_kd_loss_and_trains_an_nnx_model():
         (dict(checkpoint_steps=[50]), "checkpoint_steps"),
         (dict(patience=3), "both patience and monitor"),
         (dict(eval_every=5), "needs eval_fn"),
+        # Early stopping counts evaluations: without eval_every there are only two of them.
+        (
+            dict(patience=2, monitor="loss", eval_fn=lambda p: {"loss": 0.0}),
+            "needs eval_fn and eval_every",
+        ),
+        (
+            dict(patience=2.5, monitor="loss", eval_fn=lambda p: {"loss": 0.0}, eval_every=1),
+            "patience=2.5",
+        ),
+        (
+            dict(patience=True, monitor="loss", eval_fn=lambda p: {"loss": 0.0}, eval_every=1),
+            "patience=True",
+        ),
     ],
 )
 def test_bad_options_raise_clear_errors(regression, options, match):

@@ -1,0 +1,66 @@
+"""kdbook.functional: the apply(params, x) contract."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import kdbook as kd
+from kdbook.functional import Functional, as_pytree
+
+
+class _WithDropout(nnx.Module):
+    def __init__(self, rngs):
+        self.linear = nnx.Linear(3, 2, rngs=rngs)
+        self.dropout = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+        return self.dropout(self.linear(x))
+
+
+class _WithBatchNorm(nnx.Module):
+    def __init__(self, rngs):
+        self.linear = nnx.Linear(3, 2, rngs=rngs)
+        self.norm = nnx.BatchNorm(2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.norm(self.linear(x))
+
+
+@pytest.mark.parametrize(
+    "module, name", [(_WithDropout, "RngState"), (_WithBatchNorm, "BatchStat")]
+)
+def test_state_that_changes_when_the_module_runs_is_refused(module, name):
+    with pytest.raises(ValueError, match=f"model holds {name} variables"):
+        kd.functionalize(module(nnx.Rngs(0)))
+
+
+def test_apply_is_a_pytree_carrying_the_fixed_state_as_leaves():
+    model = kd.TwoLayerNet(3, width=8, rngs=nnx.Rngs(0))
+    apply, params = kd.functionalize(model)
+    assert isinstance(apply, Functional)
+    x = jax.random.normal(jax.random.key(1), (4, 3))
+    np.testing.assert_array_equal(apply(params, x), model(x))
+    leaves, treedef = jax.tree.flatten(apply)
+    assert len(leaves) == 1 and set(np.unique(np.asarray(leaves[0]))) <= {-1.0, 1.0}
+    # Rebuilt from other leaves, it is the same network with other output signs.
+    flipped = jax.tree.unflatten(treedef, [-leaves[0]])
+    np.testing.assert_allclose(flipped(params, x), -apply(params, x), rtol=1e-6)
+    # Under jit the leaves are traced, not baked in: one compilation serves both.
+    evaluate = jax.jit(lambda f, p: f(p, x))
+    np.testing.assert_allclose(evaluate(flipped, params), -evaluate(apply, params), rtol=1e-6)
+    assert evaluate._cache_size() == 1
+
+
+def test_as_pytree_wraps_plain_functions_and_refuses_non_callables():
+    def plain(params, x):
+        return x @ params
+
+    wrapped = as_pytree(plain)
+    assert jax.tree.leaves(wrapped) == []
+    np.testing.assert_array_equal(wrapped(jnp.eye(2), jnp.ones((1, 2))), jnp.ones((1, 2)))
+    apply, _ = kd.functionalize(kd.MLP(2, depth=1, width=4, out_features=1, rngs=nnx.Rngs(0)))
+    assert as_pytree(apply) is apply
+    with pytest.raises(TypeError, match="apply must be a callable"):
+        as_pytree(3.0)
