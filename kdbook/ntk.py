@@ -14,7 +14,8 @@ every other and against a brute-force flattened Jacobian):
 * ``"ntvp"``: NTK-vector products (Novak et al., 2022). For each example of ``x2`` and each
   output, one vector-Jacobian product gives a parameter-space vector and one Jacobian-vector product
   pushes it through the network on ``x1``. Works for any ``apply`` and never holds more than ``k``
-  parameter-sized vectors at once; slower than ``"jacobian"`` on a CPU.
+  parameter-sized vectors at once. Which of ``"jacobian"`` and ``"ntvp"`` is faster depends on
+  the numbers of parameters, inputs and outputs (``"auto"`` decides by the Jacobian's memory).
 * ``"structured"``: for networks made of dense layers (:class:`kdbook.models.MLP`,
   :class:`kdbook.models.TwoLayerNet`), the gradient with respect to a weight matrix is an outer
   product :math:`s\, h \otimes \delta` of the layer's input and the backpropagated signal, so each
