@@ -17,9 +17,12 @@ The KD objective of Hinton et al. (2015) mixes a hard-label term and a soft-targ
 :math:`\frac{1}{T}(p_T(z^s) - p_T(z^t))`, whose size shrinks like :math:`1/T^2` for large
 :math:`T` (the probabilities approach uniform at rate :math:`1/T`). Multiplying by :math:`T^2`
 keeps the soft term's gradient comparable across temperatures; as :math:`T \to \infty` it becomes
-the gradient of logit matching, :func:`logit_matching_loss`. The "shared" convention (one
-temperature in both terms, no :math:`T^2`) is the one whose stationary point has a closed form,
-used in the analysis of wide students (Ji & Zhu, 2020). At ``T = 1`` the two conventions agree.
+the gradient of logit matching, :func:`logit_matching_loss`. In the "shared" convention both terms
+share the temperature and there is no :math:`T^2`; for :math:`\rho > 0` its per-example stationary
+point has a closed form, :math:`p_T(z^s) = \rho\, p_T(z^t) + (1-\rho)\,y`, which makes it
+convenient for analysis. It is not a rescaling of "hinton": its soft part is smaller by
+:math:`T^2` and its hard part by only about :math:`T`, so the same :math:`\rho` weighs the two
+terms differently. At ``T = 1`` the two conventions agree.
 
 **KL or cross-entropy**: :math:`\mathrm{CE}(p, q) = \mathrm{KL}(p \Vert q) + H(p)`. The teacher's
 entropy :math:`H(p_T(z^t))` does not depend on the student, so ``soft_term="kl"`` and
@@ -311,7 +314,9 @@ def kd_logit_gradient(
     r"""Closed-form gradient of :func:`kd_loss` with respect to the student's logits.
 
     With :math:`p^s_T = p_T(z^s)`, :math:`p^t_T = p_T(z^t)` and the smoothed one-hot label
-    :math:`\tilde y`, per example (the mean over the batch divides by :math:`n`):
+    :math:`\tilde y`, the gradient of one example's loss is as below. :func:`kd_loss` is the mean
+    over the batch, so row :math:`i` of the returned array is this per-example gradient divided by
+    :math:`n`, the derivative of the batch loss with respect to example :math:`i`'s logits:
 
     .. math::
 
@@ -322,11 +327,12 @@ def kd_logit_gradient(
             = \tfrac{1}{T}\big[(1-\rho)\,(p^s_T - \tilde y) + \rho\,(p^s_T - p^t_T)\big]
 
     The same formulas hold for the sigmoid form with :math:`\sigma` in place of softmax and
-    :math:`\tilde y` the probability of class 1. The soft part is a per-example *re-weighting* of
-    the hard-label gradient when the teacher is confident (Tang et al., 2020).
+    :math:`\tilde y` the probability of class 1. Tang et al. (2020) read the soft part as an
+    implicit per-example *re-weighting* of the hard-label gradient.
 
     Returns:
-        An array shaped like ``student_logits`` (``(n,)`` for the sigmoid form).
+        An array shaped like ``student_logits`` (``(n,)`` for the sigmoid form): the per-example
+        gradients divided by the batch size ``n``.
     """
     student, teacher, labels, num_classes = _check_kd_inputs(
         student_logits,

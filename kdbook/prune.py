@@ -5,18 +5,26 @@ leaves' shapes, ``True`` where the entry is kept. The functions below build mask
 
 * :func:`magnitude_mask` keeps the entries with the largest :math:`|s|` of a score pytree: the
   weights themselves (magnitude pruning, Frankle & Carbin, 2019) or the weight change
-  :math:`\theta_T - \theta_0` (movement); globally or layer by layer, and composed with an
-  earlier mask for iterative pruning.
+  :math:`|\theta_T - \theta_0|` (the *movement* criterion of Zhou et al., 2019, not the movement
+  pruning of Sanh et al., 2020, which scores weights by :math:`-\theta\,\partial L/\partial\theta`
+  accumulated during training); globally or layer by layer, and composed with an earlier mask for
+  iterative pruning.
 * :func:`random_mask` keeps random entries, exactly as many as :func:`magnitude_mask` would (the
   random-pruning baseline); :func:`neuron_mask` keeps or drops whole units (e.g. the hidden neurons
   of :class:`kdbook.models.TwoLayerNet`) by their norm or at random.
+* **Tied entries.** :func:`magnitude_mask`, :func:`random_mask` and
+  :func:`iterative_magnitude_pruning` accept ``groups=``, integer labels that tie entries of a
+  leaf together: a group is scored by the L2 norm of its entries' scores and kept or pruned as a
+  whole. :func:`pair_groups` ties unit :math:`r` with unit :math:`r + m/2`, the antisymmetric
+  pairs of ``TwoLayerNet(antisymmetric=True)``: pruning both members of a pair together keeps the
+  pruned network's initial output exactly zero.
 * :func:`apply_mask` sets pruned entries to zero; :func:`masked_optimizer` wraps an Optax optimizer
   so that they stay exactly zero during training with :func:`kdbook.train.fit` or
   :func:`kdbook.train.train_scan`.
 * :func:`count`, :func:`density` and :func:`sparsity` account for what a mask keeps.
 * :func:`iterative_magnitude_pruning` runs the lottery-ticket procedure of Frankle & Carbin (2019):
   train, prune the smallest weights, rewind the survivors to their initial values (or to an early
-  training step, Frankle et al., 2020), and repeat.
+  training step, Frankle et al., 2019, "Stabilizing the lottery ticket hypothesis"), and repeat.
 
 Only some leaves are pruned: by default those with ``ndim >= 2`` (weight matrices, not biases), the
 convention of Frankle & Carbin; :func:`prunable` returns that selection and every mask builder
@@ -55,6 +63,7 @@ __all__ = [
     "magnitude_mask",
     "masked_optimizer",
     "neuron_mask",
+    "pair_groups",
     "prunable",
     "random_mask",
     "sparsity",
@@ -247,6 +256,51 @@ def _build(tree, leaves: list[np.ndarray]) -> Mask:
     return jax.tree.unflatten(treedef, [jnp.asarray(leaf) for leaf in leaves])
 
 
+def _group_leaves(
+    tree, groups, selected: list[bool], paths: list[tuple], *, ref_name: str = "scores"
+) -> list:
+    """The integer group labels of each prunable leaf (``None`` for the others), checked."""
+    if groups is None:
+        return [None] * len(selected)
+    leaves = _align(tree, groups, name="groups", ref_name=ref_name)
+    out = []
+    for path, leaf, chosen in zip(paths, leaves, selected, strict=True):
+        if not chosen:
+            out.append(None)
+            continue
+        if not is_concrete(leaf):
+            raise ValueError("groups must be concrete arrays: build masks outside jax.jit/vmap")
+        labels = np.asarray(leaf)
+        if labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"groups leaves must be integer arrays (group labels), got dtype {labels.dtype} "
+                f"at {_where(path)}"
+            )
+        out.append(labels.ravel())
+    return out
+
+
+def _units(index: np.ndarray, labels: np.ndarray | None, kept: np.ndarray, where: str):
+    """The units ranked in one leaf: its candidate entries, or the groups they form.
+
+    Returns ``(unit_of_candidate, n_units)``: for each candidate entry (in ``index`` order) the
+    number of its unit, units numbered in the order of their first entry.
+    """
+    if labels is None:
+        return np.arange(index.size), index.size
+    candidate_labels = labels[index]
+    split = np.intersect1d(candidate_labels, labels[~kept])
+    if split.size:
+        raise ValueError(
+            f"the mask keeps only part of group {int(split[0])} in {where}: a group of tied "
+            f"entries must be kept or pruned as a whole"
+        )
+    _, first, inverse = np.unique(candidate_labels, return_index=True, return_inverse=True)
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+    return rank[inverse.ravel()], first.size
+
+
 def magnitude_mask(
     scores: Params,
     keep: float,
@@ -254,6 +308,7 @@ def magnitude_mask(
     scope: str = "global",
     prunable: Prunable = None,
     mask: Mask | None = None,
+    groups: Params | None = None,
 ) -> Mask:
     r"""Keep the fraction ``keep`` of prunable entries with the largest :math:`|s|`.
 
@@ -261,17 +316,26 @@ def magnitude_mask(
 
     * the weights themselves, for **magnitude pruning** (Frankle & Carbin, 2019): after training,
       ``magnitude_mask(trained, 0.2)`` keeps the 20% largest weights;
-    * the weight change ``kdbook.functional.tree_difference(trained, init)``, for **movement**
-      pruning: it keeps the weights that moved most during training.
+    * the weight change ``kdbook.functional.tree_difference(trained, init)``: it keeps the weights
+      that moved most during training, the *movement* criterion :math:`|\theta_T - \theta_0|` of
+      Zhou et al. (2019) (not the movement pruning of Sanh et al., 2020).
 
     Of ``n`` candidate entries, exactly ``round(keep * n)`` are kept (Python's ``round``, at least
     one), those with the largest :math:`|s|`; ties are broken by position (leaves in
     ``jax.tree`` order, entries in row-major order, the first ones kept), never by keeping extra
     tied entries.
 
+    With ``groups``, the units ranked are groups of tied entries instead of single entries: the
+    entries of a prunable leaf with the same integer label form a group (labels are local to a
+    leaf), scored by the L2 norm :math:`(\sum_{j \in g} s_j^2)^{1/2}` of its entries' scores
+    (:math:`|s_j|` for a group of one), and kept or pruned as a whole. Exactly
+    ``round(keep * G)`` of the ``G`` candidate groups are kept (ties: the group whose first entry
+    comes first). ``groups=pair_groups(params)`` prunes the antisymmetric pairs of a
+    ``TwoLayerNet`` together (see :func:`pair_groups`).
+
     Args:
         scores: a pytree of concrete arrays (not traced inside ``jax.jit``).
-        keep: the fraction in ``(0, 1]`` of candidate entries to keep.
+        keep: the fraction in ``(0, 1]`` of candidate entries (or groups) to keep.
         scope: ``"global"``: one ranking over the candidates of all prunable leaves;
             ``"layer"``: the fraction ``keep`` of each prunable leaf separately.
         prunable: which leaves may be pruned: ``None`` (leaves with ``ndim >= 2``, see
@@ -280,6 +344,8 @@ def magnitude_mask(
         mask: an earlier mask. The candidates are then the entries it keeps, so ``keep`` is the
             fraction of *currently kept* entries to keep (one round of iterative pruning), and
             entries it pruned stay pruned, in non-prunable leaves too.
+        groups: ``None`` (every entry on its own) or a pytree shaped like ``scores`` whose
+            prunable leaves are integer arrays of group labels (the other leaves are ignored).
 
     Returns:
         A mask with the structure of ``scores``: boolean arrays, ``True`` = kept. Leaves that are
@@ -287,7 +353,8 @@ def magnitude_mask(
 
     Raises:
         ValueError: for ``keep`` outside ``(0, 1]``, an unknown ``scope``, no prunable leaf, a
-            ``mask`` that does not match ``scores`` or is not boolean, NaN scores at candidate
+            ``mask`` or ``groups`` that does not match ``scores``, a ``mask`` that is not boolean
+            or keeps only part of a group, non-integer group labels, NaN scores at candidate
             entries, or traced scores.
     """
     keep = _check_keep("keep", keep)
@@ -295,6 +362,7 @@ def magnitude_mask(
     paths, leaves, _ = _flatten(scores)
     current = None if mask is None else _mask_leaves(scores, mask, ref_name="scores")
     selected = _selection(scores, prunable)
+    labels = _group_leaves(scores, groups, selected, paths)
     leaves = _concrete("scores", leaves)
     current = (
         [np.ones(leaf.shape, dtype=bool) for leaf in leaves]
@@ -302,10 +370,13 @@ def magnitude_mask(
         else _concrete("mask", current)
     )
 
-    candidates, magnitudes = [], []
-    for path, leaf, kept, chosen in zip(paths, leaves, current, selected, strict=True):
+    candidates, unit_of, magnitudes = [], [], []
+    for path, leaf, kept, chosen, label in zip(
+        paths, leaves, current, selected, labels, strict=True
+    ):
         if not chosen:
             candidates.append(None)
+            unit_of.append(None)
             magnitudes.append(None)
             continue
         index = np.flatnonzero(kept.ravel())
@@ -315,25 +386,30 @@ def magnitude_mask(
                 f"scores are NaN at {int(np.isnan(values).sum())} candidate entries of "
                 f"{_where(path)}: they cannot be ranked"
             )
+        unit, n_units = _units(index, label, kept.ravel(), _where(path))
+        if label is not None:
+            values = np.sqrt(np.bincount(unit, weights=values**2, minlength=n_units))
         candidates.append(index)
+        unit_of.append(unit)
         magnitudes.append(values)
 
-    units = (
+    ranked = (
         [[i for i, chosen in enumerate(selected) if chosen]]
         if scope == "global"
         else [[i] for i, chosen in enumerate(selected) if chosen]
     )
     out = [kept.copy() for kept in current]
-    for unit in units:
-        values = np.concatenate([magnitudes[i] for i in unit])
+    for together in ranked:
+        values = np.concatenate([magnitudes[i] for i in together])
         order = np.argsort(-values, kind="stable")  # largest first, ties: first position first
         chosen = np.zeros(values.size, dtype=bool)
         chosen[order[: _n_keep(keep, values.size)]] = True
         offset = 0
-        for i in unit:
+        for i in together:
+            n_units = magnitudes[i].size
             flat = np.zeros(leaves[i].size, dtype=bool)
-            flat[candidates[i]] = chosen[offset : offset + candidates[i].size]
-            offset += candidates[i].size
+            flat[candidates[i]] = chosen[offset : offset + n_units][unit_of[i]]
+            offset += n_units
             out[i] = flat.reshape(leaves[i].shape)
     return _build(scores, out)
 
@@ -345,35 +421,52 @@ def random_mask(
     *,
     scope: str = "layer",
     prunable: Prunable = None,
+    groups: Params | None = None,
 ) -> Mask:
     """A uniformly random mask keeping as many entries as :func:`magnitude_mask` would.
 
     The random-pruning baseline: with ``scope="layer"``, each prunable leaf of ``n`` entries keeps
     a uniformly random subset of exactly ``round(keep * n)`` entries (at least one); with
     ``scope="global"``, one uniformly random subset of ``round(keep * N)`` of all ``N`` prunable
-    entries. The same key gives the same mask.
+    entries. With ``groups`` (as in :func:`magnitude_mask`), the same holds for groups of tied
+    entries, each kept or pruned as a whole. The same key gives the same mask.
 
     Args:
         key: a JAX PRNG key.
         params: any parameter pytree (only the leaves' shapes are used).
-        keep: the fraction in ``(0, 1]`` of prunable entries to keep.
+        keep: the fraction in ``(0, 1]`` of prunable entries (or groups) to keep.
         scope: ``"layer"`` (default) or ``"global"``, as in :func:`magnitude_mask`.
         prunable: which leaves may be pruned, as in :func:`magnitude_mask`.
+        groups: ``None`` or integer group labels shaped like ``params``, as in
+            :func:`magnitude_mask`.
 
     Returns:
         A mask with the structure of ``params``; non-prunable leaves are all ``True``.
 
     Raises:
-        ValueError: for ``keep`` outside ``(0, 1]``, an unknown ``scope`` or no prunable leaf.
+        ValueError: for ``keep`` outside ``(0, 1]``, an unknown ``scope``, no prunable leaf, or
+            ``groups`` that do not match ``params`` or are not integer labels.
     """
     keep = _check_keep("keep", keep)
     _check_choice("scope", scope, SCOPES)
-    _, leaves, _ = _flatten(params)
+    paths, leaves, _ = _flatten(params)
     selected = _selection(params, prunable)
+    labels = _group_leaves(params, groups, selected, paths, ref_name="params")
     if not is_concrete(key):
         raise ValueError("random_mask needs a concrete key: build masks outside jax.jit/vmap")
     shapes = [_shape(leaf) for leaf in leaves]
     sizes = [math.prod(shape) for shape in shapes]
+    # the units drawn in each prunable leaf: its entries, or its groups (unit_of[i][j]: the unit
+    # of entry j)
+    unit_of, n_units = [], []
+    for i, label in enumerate(labels):
+        if label is None:
+            unit_of.append(None)
+            n_units.append(sizes[i])
+        else:
+            unit, count = _units(np.arange(sizes[i]), label, np.ones(sizes[i], bool), "")
+            unit_of.append(unit)
+            n_units.append(count)
 
     def subset(key, n: int) -> np.ndarray:
         flat = np.zeros(n, dtype=bool)
@@ -381,18 +474,22 @@ def random_mask(
             flat[np.asarray(jax.random.permutation(key, n))[: _n_keep(keep, n)]] = True
         return flat
 
+    def entries(i: int, units: np.ndarray) -> np.ndarray:
+        flat = units if unit_of[i] is None else units[unit_of[i]]
+        return flat.reshape(shapes[i])
+
     out = [np.ones(shape, dtype=bool) for shape in shapes]
     if scope == "layer":
         for i, chosen in enumerate(selected):
             if chosen:
-                out[i] = subset(jax.random.fold_in(key, i), sizes[i]).reshape(shapes[i])
+                out[i] = entries(i, subset(jax.random.fold_in(key, i), n_units[i]))
     else:
-        flat = subset(key, sum(sizes[i] for i, chosen in enumerate(selected) if chosen))
+        flat = subset(key, sum(n_units[i] for i, chosen in enumerate(selected) if chosen))
         offset = 0
         for i, chosen in enumerate(selected):
             if chosen:
-                out[i] = flat[offset : offset + sizes[i]].reshape(shapes[i])
-                offset += sizes[i]
+                out[i] = entries(i, flat[offset : offset + n_units[i]])
+                offset += n_units[i]
     return _build(params, out)
 
 
@@ -466,6 +563,61 @@ def neuron_mask(
         view[unit_axis] = m
         out.append(np.broadcast_to(units.reshape(view), shape).copy())
     return _build(scores, out)
+
+
+def pair_groups(params: Params, *, axis: int = -1, prunable: Prunable = None) -> Any:
+    r"""Group labels that tie unit :math:`r` with unit :math:`r + m/2` along ``axis``.
+
+    ``TwoLayerNet(antisymmetric=True)`` (the "doubling trick") starts neuron :math:`r + m/2` at the
+    weights of neuron :math:`r` with the opposite output sign, so the network computes exactly zero
+    at initialisation. A mask that keeps entry :math:`(i, r)` of the hidden kernel but not its
+    partner :math:`(i, r + m/2)` breaks that cancellation, and the pruned network starts from a
+    non-zero function; once trained, the two partners differ (:math:`w_0 \pm \Delta`), so
+    magnitude pruning of single entries keeps the one that moved away from zero and starts the
+    rewound network from part of the learned function. Passing ``groups=pair_groups(params)`` to
+    :func:`magnitude_mask`, :func:`random_mask` or :func:`iterative_magnitude_pruning` keeps or
+    prunes both partners together, so the pruned network of a pair-symmetric initialisation is
+    still exactly zero.
+
+    Args:
+        params: any parameter pytree; each prunable leaf must have an even size along ``axis``.
+        axis: the axis indexing units (``-1``: the columns of a dense kernel, the neurons of
+            ``TwoLayerNet``).
+        prunable: which leaves will be pruned, as in :func:`magnitude_mask`; the other leaves get
+            one label per entry (they are ignored by the mask builders).
+
+    Returns:
+        A pytree with the structure of ``params`` whose leaves are ``int32`` NumPy arrays of the
+        leaves' shapes: entries :math:`(\dots, r, \dots)` and :math:`(\dots, r + m/2, \dots)`
+        share a label, all others differ.
+
+    Raises:
+        ValueError: for no prunable leaf, an ``axis`` out of range or an odd number of units in
+            a prunable leaf.
+    """
+    if not isinstance(axis, int | np.integer) or isinstance(axis, bool):
+        raise ValueError(f"axis must be an integer, got {axis!r}")
+    paths, leaves, treedef = _flatten(params)
+    selected = _selection(params, prunable)
+    out = []
+    for path, leaf, chosen in zip(paths, leaves, selected, strict=True):
+        shape = _shape(leaf)
+        index = np.arange(math.prod(shape), dtype=np.int32).reshape(shape)
+        if chosen:
+            if not -len(shape) <= axis < len(shape):
+                raise ValueError(
+                    f"axis={axis} is out of range for the leaf at {_where(path)} of shape {shape}"
+                )
+            m = shape[axis]
+            if m % 2:
+                raise ValueError(
+                    f"the leaf at {_where(path)} has {m} units along axis {axis}: pairs need an "
+                    f"even number"
+                )
+            first = np.take(index, np.arange(m // 2), axis=axis)
+            index = np.concatenate([first, first], axis=axis)
+        out.append(index)
+    return jax.tree.unflatten(treedef, out)
 
 
 # ----------------------------------------------------------------------------- masked training
@@ -608,6 +760,7 @@ def iterative_magnitude_pruning(
     scope: str = "global",
     prunable: Prunable = None,
     rewind_to: Params | None = None,
+    groups: Params | None = None,
     progress: bool = True,
 ) -> PruningRun:
     r"""Iterative magnitude pruning with rewinding (Frankle & Carbin, 2019).
@@ -621,8 +774,13 @@ def iterative_magnitude_pruning(
 
     ``rewind_to`` defaults to ``params``: rewinding to the initialisation, as in Frankle & Carbin
     (2019). Passing the dense network's weights after a few training steps (e.g. a checkpoint of
-    :func:`kdbook.train.fit`) rewinds to an early step instead (Frankle et al., 2020, "Linear mode
-    connectivity and the lottery ticket hypothesis").
+    :func:`kdbook.train.fit`) rewinds to an early step instead, as introduced by Frankle et al.
+    (2019, "Stabilizing the lottery ticket hypothesis") and studied by Frankle et al. (2020,
+    "Linear mode connectivity and the lottery ticket hypothesis").
+
+    With ``groups`` (e.g. :func:`pair_groups`), every round ranks and prunes groups of tied
+    entries instead of single entries, and ``keep_per_round`` is the fraction of remaining
+    groups kept (see :func:`magnitude_mask`).
 
     Args:
         train: ``train(params, mask) -> trained_params``; it should train with
@@ -634,21 +792,24 @@ def iterative_magnitude_pruning(
             see :func:`magnitude_mask`.
         prunable: which leaves may be pruned, as in :func:`magnitude_mask`.
         rewind_to: the weights pruned networks restart from (default: ``params``).
+        groups: ``None`` or integer group labels of tied entries, as in :func:`magnitude_mask`.
         progress: show a progress bar over rounds (tqdm).
 
     Returns:
         A :class:`PruningRun` with lists over rounds ``0..rounds``.
 
     Raises:
-        ValueError: for a bad ``rounds``, ``keep_per_round`` or ``scope``, a ``rewind_to`` or a
-            result of ``train`` that does not match ``params``, or no prunable leaf.
+        ValueError: for a bad ``rounds``, ``keep_per_round`` or ``scope``, a ``rewind_to``,
+            ``groups`` or a result of ``train`` that does not match ``params``, non-integer
+            group labels, or no prunable leaf.
     """
     if not callable(train):
         raise TypeError(f"train must be a function train(params, mask), got {type(train)}")
     _check_positive_int("rounds", rounds)
     keep = _check_keep("keep_per_round", keep_per_round)
     _check_choice("scope", scope, SCOPES)
-    _selection(params, prunable)
+    paths, _, _ = _flatten(params)
+    _group_leaves(params, groups, _selection(params, prunable), paths, ref_name="params")
     rewind_to = params if rewind_to is None else rewind_to
     _align(params, rewind_to, name="rewind_to", ref_name="params")
     _, _, treedef = _flatten(params)
@@ -660,7 +821,9 @@ def iterative_magnitude_pruning(
         for r in range(rounds + 1):
             if r > 0:
                 scores = jax.tree.unflatten(treedef, trained_leaves)
-                mask = magnitude_mask(scores, keep, scope=scope, prunable=prunable, mask=mask)
+                mask = magnitude_mask(
+                    scores, keep, scope=scope, prunable=prunable, mask=mask, groups=groups
+                )
                 start = apply_mask(rewind_to, mask)
             trained = train(start, mask)
             try:

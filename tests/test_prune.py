@@ -509,6 +509,227 @@ def test_imp_rewinds_to_an_early_checkpoint(regression):
     assert run.densities == [1.0, 26 / 66, 10 / 66]
 
 
+# ----------------------------------------------------------------------------- tied entries
+
+
+def reference_group_mask(tree, groups, keep, scope, mask=None):
+    """Naive grouped magnitude mask: groups scored by the L2 norm of their entries' scores,
+    sorted with Python's sorted by (-norm, position of the group's first entry)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    labels = jax.tree.leaves(groups)
+    selected = [np.ndim(leaf) >= 2 for leaf in leaves]
+    current = (
+        [np.ones(np.shape(leaf), bool) for leaf in leaves]
+        if mask is None
+        else [np.asarray(m) for m in jax.tree.leaves(mask)]
+    )
+    out = [c.copy() for c in current]
+    units = [[i for i, s in enumerate(selected) if s]]
+    if scope == "layer":
+        units = [[i] for i in units[0]]
+    for unit in units:
+        found, position = [], 0
+        for i in unit:
+            values = np.asarray(leaves[i], np.float64).ravel().tolist()
+            names = np.asarray(labels[i]).ravel().tolist()
+            kept = current[i].ravel().tolist()
+            members = {}
+            for j, (value, name) in enumerate(zip(values, names, strict=True)):
+                if kept[j]:
+                    members.setdefault(name, (position + j, []))[1].append((j, value))
+            for first, entries in members.values():
+                norm = math.sqrt(sum(v * v for _, v in entries))
+                found.append((-norm, first, i, [j for j, _ in entries]))
+            position += len(values)
+        k = max(1, round(keep * len(found)))
+        for i in unit:
+            out[i] = np.zeros(np.shape(leaves[i]), bool)
+        for _, _, i, entries in sorted(found)[:k]:
+            for j in entries:
+                out[i].reshape(-1)[j] = True
+    return jax.tree.unflatten(treedef, out)
+
+
+def grouped_tree(seed=0):
+    """hand_tree with group labels: pairs of columns in a.kernel (r, r + 2), blocks of the other
+    matrices and single entries of the 3-tensor."""
+    tree = hand_tree(seed)
+    groups = {
+        "a": {"kernel": np.tile(np.arange(6).reshape(3, 2), (1, 2)), "bias": np.zeros(4, int)},
+        "b": {"kernel": np.repeat(np.arange(10), 2).reshape(4, 5)},
+        "c": np.arange(12).reshape(2, 2, 3),
+        "d": np.zeros(6, int),
+    }
+    return tree, groups
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("keep", [1.0, 0.7, 0.5, 0.3, 0.05])
+def test_grouped_magnitude_mask_matches_a_sorted_reference(scope, keep):
+    tree, groups = grouped_tree()
+    mask = prune.magnitude_mask(tree, keep, scope=scope, groups=groups)
+    assert_trees_equal(mask, reference_group_mask(tree, groups, keep, scope))
+    for leaf, labels in [
+        (mask["a"]["kernel"], groups["a"]["kernel"]),
+        (mask["b"]["kernel"], groups["b"]["kernel"]),
+    ]:
+        leaf = np.asarray(leaf)
+        for name in np.unique(labels):
+            assert len(set(leaf[labels == name].tolist())) == 1, "a group was split"
+    # the count is over groups: a.kernel has 6, b.kernel 10, c 12
+    kept_groups = (
+        np.asarray(mask["a"]["kernel"]).sum() // 2
+        + np.asarray(mask["b"]["kernel"]).sum() // 2
+        + np.asarray(mask["c"]).sum()
+    )
+    if scope == "global":
+        assert kept_groups == max(1, round(keep * 28))
+    else:
+        assert kept_groups == sum(max(1, round(keep * n)) for n in [6, 10, 12])
+    assert np.all(mask["a"]["bias"]) and np.all(mask["d"])
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_groups_of_one_entry_give_the_ungrouped_mask(scope):
+    tree = hand_tree(2)
+    singletons = jax.tree.map(lambda leaf: np.arange(leaf.size).reshape(leaf.shape), tree)
+    for keep in [0.9, 0.5, 0.1]:
+        assert_trees_equal(
+            prune.magnitude_mask(tree, keep, scope=scope, groups=singletons),
+            prune.magnitude_mask(tree, keep, scope=scope),
+        )
+    # a group's score is the L2 norm of its entries: (3, 4) -> 5 beats (4.9, 0) but loses to
+    # (6, 0), whose L1 norm (6) is below the 7 of (3, 4), and whose largest entry beats 4.9
+    tree = {"w": jnp.asarray([[3.0, 4.9, 6.0], [4.0, 0.0, 0.0]])}
+    columns = {"w": np.array([[0, 1, 2], [0, 1, 2]])}
+    for keep, kept in [(0.34, [False, False, True]), (0.67, [True, False, True])]:
+        np.testing.assert_array_equal(
+            prune.magnitude_mask(tree, keep, groups=columns)["w"], [kept] * 2
+        )
+
+
+def test_grouped_masks_compose_and_reject_a_mask_that_splits_a_group():
+    tree, groups = grouped_tree(1)
+    first = prune.magnitude_mask(tree, 0.6, groups=groups)
+    second = prune.magnitude_mask(tree, 0.5, groups=groups, mask=first)
+    assert not np.any(np.asarray(second["b"]["kernel"]) & ~np.asarray(first["b"]["kernel"]))
+    assert_trees_equal(second, reference_group_mask(tree, groups, 0.5, "global", mask=first))
+    assert prune.count(first, prunable_only=True)[0] > prune.count(second, prunable_only=True)[0]
+    split = {**first, "b": {"kernel": first["b"]["kernel"].at[0, 0].set(False).at[0, 1].set(True)}}
+    with pytest.raises(ValueError, match="only part of group"):
+        prune.magnitude_mask(tree, 0.5, groups=groups, mask=split)
+
+
+def test_grouped_random_masks_keep_whole_groups_in_exact_numbers():
+    tree, groups = grouped_tree()
+    for scope, expected in [("layer", [3, 5, 6]), ("global", None)]:
+        masks = [
+            prune.random_mask(jax.random.key(i), tree, 0.5, scope=scope, groups=groups)
+            for i in range(8)
+        ]
+        for mask in masks:
+            a, b, c = (
+                np.asarray(mask["a"]["kernel"]),
+                np.asarray(mask["b"]["kernel"]),
+                np.asarray(mask["c"]),
+            )
+            np.testing.assert_array_equal(a[:, :2], a[:, 2:])
+            assert np.all(b.ravel()[0::2] == b.ravel()[1::2])
+            counts = [a.sum() // 2, b.sum() // 2, c.sum()]
+            if expected:
+                assert counts == expected
+            else:
+                assert sum(counts) == 14
+        assert len({np.asarray(m["b"]["kernel"]).tobytes() for m in masks}) > 1
+        assert_trees_equal(
+            masks[0], prune.random_mask(jax.random.key(0), tree, 0.5, scope=scope, groups=groups)
+        )
+    # without groups the random masks are as before (same draws)
+    assert_trees_equal(
+        prune.random_mask(jax.random.key(4), tree, 0.3),
+        prune.random_mask(jax.random.key(4), tree, 0.3, groups=None),
+    )
+
+
+def test_pair_groups_keep_an_antisymmetric_two_layer_net_at_zero():
+    m, d = 12, 3
+    apply, params = functionalize(kd.TwoLayerNet(d, width=m, antisymmetric=True, rngs=nnx.Rngs(0)))
+    groups = prune.pair_groups(params)
+    labels = np.asarray(groups["hidden"]["kernel"][...])
+    assert labels.shape == (d, m) and labels.dtype == np.int32
+    np.testing.assert_array_equal(labels[:, : m // 2], labels[:, m // 2 :])
+    assert len(np.unique(labels)) == d * m // 2
+    x = kd.sample_sphere(jax.random.key(1), 7, dim=d)
+    np.testing.assert_allclose(apply(params, x), 0.0, atol=1e-6)
+    # after training the partners differ; an ungrouped magnitude mask breaks the pairs and the
+    # pruned network no longer starts at zero, a grouped one keeps them
+    trained = jax.tree.map(
+        lambda w: w + 0.3 * jnp.concatenate([jnp.ones((d, m // 2)), -jnp.ones((d, m // 2))], 1),
+        params,
+    )
+    for keep in [0.75, 0.5, 0.25]:
+        paired = prune.magnitude_mask(trained, keep, groups=groups)
+        kernel = np.asarray(paired["hidden"]["kernel"][...])
+        np.testing.assert_array_equal(kernel[:, : m // 2], kernel[:, m // 2 :])
+        np.testing.assert_allclose(apply(prune.apply_mask(params, paired), x), 0.0, atol=1e-6)
+        random = prune.random_mask(jax.random.key(2), params, keep, groups=groups)
+        np.testing.assert_allclose(apply(prune.apply_mask(params, random), x), 0.0, atol=1e-6)
+    unpaired = prune.magnitude_mask(trained, 0.5)
+    assert np.abs(np.asarray(apply(prune.apply_mask(params, unpaired), x))).max() > 1e-2
+    # rows, other leaves, and errors
+    tree = {"k": jnp.zeros((4, 3)), "b": jnp.zeros(5)}
+    rows = prune.pair_groups(tree, axis=0)
+    np.testing.assert_array_equal(rows["k"], [[0, 1, 2], [3, 4, 5], [0, 1, 2], [3, 4, 5]])
+    np.testing.assert_array_equal(rows["b"], np.arange(5))
+    with pytest.raises(ValueError, match="even"):
+        prune.pair_groups(tree)
+    with pytest.raises(ValueError, match="axis"):
+        prune.pair_groups(tree, axis=2)
+
+
+def test_imp_with_pair_groups_prunes_pairs_and_starts_every_round_at_zero():
+    m, d = 16, 3
+    apply, params = functionalize(kd.TwoLayerNet(d, width=m, antisymmetric=True, rngs=nnx.Rngs(3)))
+    x = kd.sample_sphere(jax.random.key(4), 10, dim=d)
+    data = (x, jnp.sin(3 * x[:, :1]))
+    train, starts = recording_trainer(apply, data, steps=15)
+    groups = prune.pair_groups(params)
+    run = prune.iterative_magnitude_pruning(
+        train, params, rounds=3, keep_per_round=0.5, groups=groups, progress=False
+    )
+    pairs = [24, 12, 6, 3]  # round(0.5 * remaining pairs) of d * m / 2 = 24
+    assert run.densities == [p / 24 for p in pairs]
+    for r in range(1, 4):
+        kernel = np.asarray(run.masks[r]["hidden"]["kernel"][...])
+        np.testing.assert_array_equal(kernel[:, : m // 2], kernel[:, m // 2 :])
+        np.testing.assert_allclose(apply(starts[r][0], x), 0.0, atol=1e-6)
+        previous = prune.magnitude_mask(
+            run.params[r - 1], 0.5, mask=run.masks[r - 1], groups=groups
+        )
+        assert_trees_equal(run.masks[r], previous)
+    with pytest.raises(ValueError, match="integer"):
+        prune.iterative_magnitude_pruning(
+            train,
+            params,
+            rounds=1,
+            keep_per_round=0.5,
+            progress=False,
+            groups=jax.tree.map(lambda g: g.astype(float), groups),
+        )
+
+
+def test_bad_groups_are_rejected():
+    tree, groups = grouped_tree()
+    with pytest.raises(ValueError, match="integer"):
+        prune.magnitude_mask(tree, 0.5, groups={**groups, "c": np.zeros((2, 2, 3))})
+    with pytest.raises(ValueError, match="shapes"):
+        prune.magnitude_mask(tree, 0.5, groups={**groups, "c": np.zeros((2, 3), int)})
+    with pytest.raises(ValueError, match="different structures"):
+        prune.random_mask(jax.random.key(0), tree, 0.5, groups={"a": groups["a"]})
+    with pytest.raises(ValueError, match="concrete"):
+        jax.jit(lambda g: prune.magnitude_mask(tree, 0.5, groups=g))(groups)
+
+
 # ----------------------------------------------------------------------------- errors
 
 
