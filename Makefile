@@ -48,6 +48,7 @@ test:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # pytest exits with 5 when it collects nothing; that is not a failure here.
 # -n auto: pytest-xdist runs test files (and notebooks) on every core.

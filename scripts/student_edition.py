@@ -36,8 +36,10 @@ def strip_solutions(text: str, name: str = "<text>") -> str:
     leftover = ANY_SOLUTION.search(stripped)
     if leftover:
         line = stripped[: leftover.start()].count("\n") + 1
-        raise ValueError(f"{name}:{line}: a solution not written as a gated solution-start/"
-                         "solution-end block; rewrite it in that form")
+        raise ValueError(
+            f"{name}:{line}: a solution not written as a gated solution-start/"
+            "solution-end block; rewrite it in that form"
+        )
     return stripped
 
 
@@ -57,8 +59,10 @@ def _executed_without_solutions(md: Path):
     try:
         _, executed = get_cache(ROOT / "_build" / ".jupyter_cache").merge_match_into_notebook(full)
     except KeyError:
-        raise SystemExit(f"{md.relative_to(ROOT)} has no up-to-date outputs in the normal "
-                         "build's cache: run `make book` first") from None
+        raise SystemExit(
+            f"{md.relative_to(ROOT)} has no up-to-date outputs in the normal "
+            "build's cache: run `make book` first"
+        ) from None
     outputs = [(c.source, c.get("outputs", [])) for c in executed.cells if c.cell_type == "code"]
     student = jupytext.reads(strip_solutions(md.read_text(), md.name), fmt="md:myst")
     position = 0
@@ -82,19 +86,23 @@ def write_sources() -> None:
         shutil.copy(ROOT / name, SOURCE / name)
     shutil.copytree(ROOT / "_ext", SOURCE / "_ext", dirs_exist_ok=True)
     if (ROOT / "chapters" / "_static").exists():
-        shutil.copytree(ROOT / "chapters" / "_static", SOURCE / "chapters" / "_static",
-                        dirs_exist_ok=True)
+        shutil.copytree(
+            ROOT / "chapters" / "_static", SOURCE / "chapters" / "_static", dirs_exist_ok=True
+        )
     config = (ROOT / "_config.yml").read_text()
     title = "Knowledge Distillation in the Kernel Regime"
     config = config.replace(f'title: "{title}"', f'title: "{title} (student edition)"')
     config = re.sub(r'  colab_url: "[^"]*"', '  colab_url: ""', config)
-    config = config.replace("  execute_notebooks: cache", "  execute_notebooks: \"off\"")
+    config = config.replace("  execute_notebooks: cache", '  execute_notebooks: "off"')
     config = config.replace('  - "chapters/*.ipynb"', '  - "chapters/*.md.unused"')
     (SOURCE / "_config.yml").write_text(config)
     for md in _chapter_sources():
         if _is_notebook(md):
-            jupytext.write(_executed_without_solutions(md),
-                           SOURCE / "chapters" / f"{md.stem}.ipynb", fmt="ipynb")
+            jupytext.write(
+                _executed_without_solutions(md),
+                SOURCE / "chapters" / f"{md.stem}.ipynb",
+                fmt="ipynb",
+            )
         else:
             text = strip_solutions(md.read_text(), str(md.relative_to(ROOT)))
             (SOURCE / "chapters" / md.name).write_text(text)
@@ -103,8 +111,9 @@ def write_sources() -> None:
 def build_site() -> None:
     write_sources()
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    subprocess.run([str(jupyter_book), "build", str(SOURCE), "-W", "-n", "--keep-going"],
-                   check=True)
+    subprocess.run(
+        [str(jupyter_book), "build", str(SOURCE), "-W", "-n", "--keep-going"], check=True
+    )
     target = OUT / "html"
     if target.exists():
         shutil.rmtree(target)

@@ -34,8 +34,14 @@ CHROMIUM = os.environ.get("KDBOOK_CHROMIUM", "/usr/bin/chromium")
 MATHJAX = Path(os.environ.get("KDBOOK_MATHJAX", ROOT / ".cache" / "mathjax" / "package"))
 MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -71,8 +77,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's package (`apt-get "
-                    "install chromium`, or `make browser-deps`), or set KDBOOK_CHROMIUM.")
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install Debian's package (`apt-get "
+            "install chromium`, or `make browser-deps`), or set KDBOOK_CHROMIUM."
+        )
     if not (MATHJAX / "es5" / "tex-mml-chtml.js").exists():
         pytest.fail(f"no local MathJax 3 in {MATHJAX}: run `make browser-deps`.")
     from playwright.sync_api import sync_playwright
@@ -131,8 +139,14 @@ def test_every_page_renders_cleanly_in_chromium(site, browser):
         page = context.new_page()
         errors = []
         page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
-        page.on("console", lambda message, errors=errors: errors.append(message.text)
-                if message.type == "error" and "net::ERR_FAILED" not in message.text else None)
+        page.on(
+            "console",
+            lambda message, errors=errors: (
+                errors.append(message.text)
+                if message.type == "error" and "net::ERR_FAILED" not in message.text
+                else None
+            ),
+        )
         page.goto(site + path, wait_until="load")
         typeset = page.evaluate(WAIT_FOR_MATHJAX)
         if typeset < 0 and page.locator(".math").count():
@@ -146,7 +160,8 @@ def test_every_page_renders_cleanly_in_chromium(site, browser):
         if errors:
             problems.append(f"{path}: JavaScript errors: {errors[:3]}")
         colab = page.eval_on_selector_all(
-            "a[href*='colab.research.google.com']", "links => links.map(a => a.href)")
+            "a[href*='colab.research.google.com']", "links => links.map(a => a.href)"
+        )
         if path in _notebook_pages():
             expected = _colab_url(Path(path).with_suffix(".ipynb"))
             if set(colab) != {expected}:
@@ -166,10 +181,10 @@ SCREENSHOT_PAGES = ("chapters/intro.html", "chapters/01_distillation_basics.html
 def test_dark_mode_screenshots(site, browser):
     """Screenshots in the theme's dark mode, scrolled to the first figure, for review."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                  color_scheme="dark")
-    context.add_init_script("localStorage.setItem('mode', 'dark'); "
-                            "localStorage.setItem('theme', 'dark');")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+    context.add_init_script(
+        "localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark');"
+    )
     context.route("**/*", functools.partial(_route, site))
     for path in SCREENSHOT_PAGES:
         page = context.new_page()
@@ -187,8 +202,10 @@ def test_dark_mode_screenshots(site, browser):
 def _colab_url(notebook: Path) -> str:
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     repo = config["repository"]["url"].removeprefix("https://github.com/")
-    return (f"https://colab.research.google.com/github/{repo}/blob/"
-            f"{config['repository']['branch']}/{notebook.as_posix()}")
+    return (
+        f"https://colab.research.google.com/github/{repo}/blob/"
+        f"{config['repository']['branch']}/{notebook.as_posix()}"
+    )
 
 
 class _LinksAndIds(HTMLParser):
@@ -225,8 +242,11 @@ def test_internal_links_point_at_existing_pages_and_anchors(site):
                 file = file / "index.html"
             if not file.exists():
                 problems.append(f"{path}: link {href!r} points at a missing file")
-            elif target.fragment and file.suffix == ".html" \
-                    and target.fragment not in _parse(file).ids:
+            elif (
+                target.fragment
+                and file.suffix == ".html"
+                and target.fragment not in _parse(file).ids
+            ):
                 problems.append(f"{path}: link {href!r} points at a missing anchor")
     assert not problems, "\n".join(sorted(set(problems)))
 
@@ -239,5 +259,6 @@ def test_figures_have_opaque_backgrounds_for_dark_mode(site):
         image = matplotlib.image.imread(png)
         if image.ndim == 3 and image.shape[2] == 4 and np.any(image[..., 3] < 1.0):
             transparent.append(png.name)
-    assert not transparent, f"figures with transparent pixels (unreadable in dark mode): " \
-                            f"{transparent}"
+    assert not transparent, (
+        f"figures with transparent pixels (unreadable in dark mode): {transparent}"
+    )

@@ -33,8 +33,11 @@ def _solution_lines() -> dict[str, list[str]]:
         for block in GATED.findall(text):
             for line in block.splitlines():
                 reduced = _letters(line)
-                if not line.startswith(("```", ":")) and len(reduced) >= 20 \
-                        and reduced not in elsewhere:
+                if (
+                    not line.startswith(("```", ":"))
+                    and len(reduced) >= 20
+                    and reduced not in elsewhere
+                ):
                     found.append(reduced)
         lines[md.stem] = found
     assert any(lines.values()), "no chapter has a solution: the check would prove nothing"
@@ -83,8 +86,9 @@ def test_student_notebooks_have_no_solutions():
 
 
 def test_a_solution_in_another_syntax_is_refused():
-    spec = importlib.util.spec_from_file_location("student_edition",
-                                                  ROOT / "scripts" / "student_edition.py")
+    spec = importlib.util.spec_from_file_location(
+        "student_edition", ROOT / "scripts" / "student_edition.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     gated = "a\n```{solution-start} ex\n:class: dropdown\n```\nsecret\n```{solution-end}\n```\nb\n"
