@@ -90,8 +90,11 @@ def functionalize(model: nnx.Module) -> tuple[Functional, Params]:
         with those parameters (the structured NTK uses it to read the architecture).
 
     Example:
-        >>> apply, params = functionalize(MLP(4, depth=1, width=64, out_features=1,
-        ...                                    rngs=nnx.Rngs(0)))
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> import kdbook as kd
+        >>> apply, params = kd.functionalize(kd.MLP(4, depth=1, width=64, out_features=1,
+        ...                                         rngs=nnx.Rngs(0)))
         >>> apply(params, jnp.ones((8, 4))).shape
         (8, 1)
     """

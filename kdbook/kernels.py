@@ -397,8 +397,17 @@ def linearized_dynamics(
             :func:`kernel_solve`. These checks are skipped when the kernel is traced.
 
     Example:
-        >>> f_train, f_test = linearized_dynamics(
+        >>> import jax.numpy as jnp
+        >>> import kdbook as kd
+        >>> x = kd.sample_sphere(jax.random.key(0), 20, dim=3)
+        >>> K, K_star = kd.two_layer_ntk(x), kd.two_layer_ntk(x[:5], x)
+        >>> y = jnp.sin(3 * x[:, 0])
+        >>> f_train, f_test = kd.linearized_dynamics(
         ...     K, y, times=[0, 10, np.inf], learning_rate=1.0, kernel_test_train=K_star)
+        >>> f_train.shape, f_test.shape  # one row per time
+        ((3, 20), (3, 5))
+        >>> bool(jnp.allclose(f_train[-1], y, atol=1e-4))  # the limit interpolates
+        True
     """
     kernel = _check_kernel("kernel_train", kernel_train)
     n = kernel.shape[0]

@@ -273,7 +273,12 @@ def kd_loss(
         A scalar.
 
     Example:
-        >>> kd_loss(student, teacher, y, soft_ratio=0.9, temperature=4.0)
+        >>> import jax.numpy as jnp
+        >>> student = jnp.array([[2.0, 0.5, -1.0]])
+        >>> teacher = jnp.array([[3.0, 1.0, -2.0]])
+        >>> loss = kd_loss(student, teacher, jnp.array([0]), soft_ratio=0.9, temperature=4.0)
+        >>> loss.shape, bool(loss > 0)
+        ((), True)
     """
     _check_choice("soft_term", soft_term, SOFT_TERMS)
     student, teacher, labels, num_classes = _check_kd_inputs(

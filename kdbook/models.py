@@ -329,6 +329,7 @@ class DeepLinear(nnx.Module):
         rngs: NNX random streams.
 
     Example:
+        >>> from kdbook.functional import functionalize
         >>> model = DeepLinear(50, depth=3, width=30, init_scale=0.1, rngs=nnx.Rngs(0))
         >>> apply, params = functionalize(model)
         >>> end_to_end(params).shape

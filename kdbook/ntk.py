@@ -246,10 +246,14 @@ def empirical_ntk(
         The kernel, ``(n1, n2)`` or ``(n1, n2, k, k)``.
 
     Example:
-        >>> apply, params = functionalize(MLP(4, depth=2, width=512, out_features=1,
-        ...                                    rngs=nnx.Rngs(0)))
-        >>> empirical_ntk(apply, params, x).shape
-        (n, n)
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> import kdbook as kd
+        >>> apply, params = kd.functionalize(kd.MLP(4, depth=2, width=512, out_features=1,
+        ...                                         rngs=nnx.Rngs(0)))
+        >>> x = jnp.ones((6, 4))
+        >>> kd.empirical_ntk(apply, params, x).shape
+        (6, 6)
     """
     x1 = jnp.asarray(x1)
     x2 = None if x2 is None else jnp.asarray(x2)

@@ -19,8 +19,11 @@ def float64() -> Iterator[None]:
     """Context manager in which JAX creates and computes float64 arrays.
 
     Example:
+        >>> import jax.numpy as jnp
         >>> with float64():
         ...     x = jnp.ones(3)       # float64 inside the block
+        >>> x.dtype
+        dtype('float64')
     """
     if callable(getattr(jax, "enable_x64", None)):  # JAX >= 0.8: a config context
         with jax.enable_x64(True):

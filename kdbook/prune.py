@@ -665,9 +665,14 @@ def masked_optimizer(
     dropped too.
 
     Example:
-        >>> mask = magnitude_mask(trained, 0.2)
-        >>> result = kd.fit(apply, apply_mask(init, mask), data, loss=mse, steps=500,
-        ...                 optimizer=masked_optimizer(optax.adam(1e-3), mask))
+        >>> params = {"w": jnp.array([[0.5, -2.0], [0.1, 1.5]])}
+        >>> mask = magnitude_mask(params, 0.5)  # keep the 2 largest of 4
+        >>> optimizer = masked_optimizer(optax.sgd(0.1), mask)
+        >>> grads = {"w": jnp.ones((2, 2))}
+        >>> updates, _ = optimizer.update(grads, optimizer.init(params), params)
+        >>> updates["w"]  # pruned entries get no update
+        Array([[ 0. , -0.1],
+               [ 0. , -0.1]], dtype=float32)
 
     Args:
         optimizer: any Optax gradient transformation.
