@@ -1,10 +1,11 @@
-"""kdbook.functional: the apply(params, x) contract."""
+"""kdbook.functional: the apply(params, x) contract, the pytree helpers, errors."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.flatten_util import ravel_pytree
 
 import kdbook as kd
 from kdbook.functional import Functional, as_pytree
@@ -64,3 +65,35 @@ def test_as_pytree_wraps_plain_functions_and_refuses_non_callables():
     assert as_pytree(apply) is apply
     with pytest.raises(TypeError, match="apply must be a callable"):
         as_pytree(3.0)
+
+
+def test_tree_helpers_match_flattened_vectors():
+    a = {"u": jnp.arange(3.0), "v": {"w": jnp.ones((2, 2))}}
+    b = {"u": jnp.array([1.0, -1.0, 2.0]), "v": {"w": 2 * jnp.eye(2)}}
+    fa, fb = ravel_pytree(a)[0], ravel_pytree(b)[0]
+    np.testing.assert_allclose(kd.tree_inner(a, b), fa @ fb)
+    np.testing.assert_allclose(kd.tree_norm(a), jnp.linalg.norm(fa), rtol=1e-6)
+    np.testing.assert_allclose(ravel_pytree(kd.tree_difference(a, b))[0], fa - fb)
+    np.testing.assert_allclose(ravel_pytree(kd.tree_add(a, b))[0], fa + fb)
+    np.testing.assert_allclose(ravel_pytree(kd.tree_scale(a, 3.0))[0], 3 * fa)
+    cos = fa @ fb / (jnp.linalg.norm(fa) * jnp.linalg.norm(fb))
+    np.testing.assert_allclose(kd.tree_angle(a, b), jnp.arccos(cos), rtol=1e-5)
+    np.testing.assert_allclose(kd.tree_angle(a, a), 0.0, atol=1e-3)
+    assert kd.tree_size(a) == 7
+    stacked = kd.tree_stack([a, b, a])
+    assert stacked["v"]["w"].shape == (3, 2, 2)
+    np.testing.assert_array_equal(stacked["u"][1], b["u"])
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: kd.functionalize(lambda x: x), TypeError, "nnx.Module"),
+        (lambda: kd.tree_inner({"a": jnp.ones(2)}, {"b": jnp.ones(2)}), ValueError, "structure"),
+        (lambda: kd.tree_inner({"a": jnp.ones(2)}, {"a": jnp.ones(3)}), ValueError, "shapes"),
+        (lambda: kd.tree_angle({"a": jnp.zeros(2)}, {"a": jnp.ones(2)}), ValueError, "zero"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

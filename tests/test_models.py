@@ -1,13 +1,19 @@
-"""kdbook.models and kdbook.functional: shapes, parameterizations, the pure contract, pytrees."""
+"""kdbook.models: MLP, Linear, DeepLinear and end_to_end: shapes, parameterizations, products of
+layers, training, errors."""
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
-from jax.flatten_util import ravel_pytree
 
 import kdbook as kd
+from kdbook import models, theory
+
+# ----------------------------------------------------------------------------- MLP
 
 
 @pytest.mark.parametrize("activation", ["relu", "erf", "tanh"])
@@ -72,100 +78,178 @@ def test_ntk_output_variance_matches_the_first_layer_formula():
     assert abs(float(jnp.var(outs)) - expected) < 0.05 * expected
 
 
-def test_tree_helpers_match_flattened_vectors():
-    a = {"u": jnp.arange(3.0), "v": {"w": jnp.ones((2, 2))}}
-    b = {"u": jnp.array([1.0, -1.0, 2.0]), "v": {"w": 2 * jnp.eye(2)}}
-    fa, fb = ravel_pytree(a)[0], ravel_pytree(b)[0]
-    np.testing.assert_allclose(kd.tree_inner(a, b), fa @ fb)
-    np.testing.assert_allclose(kd.tree_norm(a), jnp.linalg.norm(fa), rtol=1e-6)
-    np.testing.assert_allclose(ravel_pytree(kd.tree_difference(a, b))[0], fa - fb)
-    np.testing.assert_allclose(ravel_pytree(kd.tree_add(a, b))[0], fa + fb)
-    np.testing.assert_allclose(ravel_pytree(kd.tree_scale(a, 3.0))[0], 3 * fa)
-    cos = fa @ fb / (jnp.linalg.norm(fa) * jnp.linalg.norm(fb))
-    np.testing.assert_allclose(kd.tree_angle(a, b), jnp.arccos(cos), rtol=1e-5)
-    np.testing.assert_allclose(kd.tree_angle(a, a), 0.0, atol=1e-3)
-    assert kd.tree_size(a) == 7
-    stacked = kd.tree_stack([a, b, a])
-    assert stacked["v"]["w"].shape == (3, 2, 2)
-    np.testing.assert_array_equal(stacked["u"][1], b["u"])
+# ----------------------------------------------------------------------------- linear networks
 
 
-def test_float64_context_is_scoped():
+def test_linear_starts_at_zero_and_computes_x_times_w():
+    model = models.Linear(6)
+    x = jax.random.normal(jax.random.key(0), (4, 6))
+    assert model(x).shape == (4, 1)
+    np.testing.assert_array_equal(model(x), 0.0)
+    apply, params = kd.functionalize(
+        models.Linear(6, out_features=2, init_scale=1.0, rngs=nnx.Rngs(1))
+    )
+    np.testing.assert_allclose(apply(params, x), x @ models.end_to_end(params), rtol=1e-6)
+    assert models.end_to_end(params).shape == (6, 2)
+
+
+def test_init_scale_sets_the_variance_of_the_weights():
+    d, s = 400, 0.5
+    weights = models.Linear(d, out_features=50, init_scale=s, rngs=nnx.Rngs(2)).kernel[...]
+    # 20,000 draws of N(0, s^2 / d): the sample variance is within 3% with overwhelming odds.
+    assert float(jnp.var(weights)) == pytest.approx(s**2 / d, rel=0.03)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_deep_linear_is_the_product_of_its_layers(depth):
+    model = models.DeepLinear(
+        7, depth=depth, width=5, out_features=3, init_scale=0.8, rngs=nnx.Rngs(3)
+    )
+    apply, params = kd.functionalize(model)
+    x = jax.random.normal(jax.random.key(4), (9, 7))
+    kernels = [params["layers"][i]["kernel"][...] for i in range(depth)]
+    sizes = [7] + [5] * (depth - 1) + [3]
+    shapes = list(zip(sizes[:-1], sizes[1:], strict=True))
+    assert [k.shape for k in kernels] == shapes
+    product = kernels[0]
+    for kernel in kernels[1:]:
+        product = product @ kernel
+    np.testing.assert_allclose(models.end_to_end(params), product, rtol=1e-6)
+    np.testing.assert_allclose(apply(params, x), x @ product, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model(x), apply(params, x), rtol=1e-6)
+    assert kd.tree_size(params) == sum(int(np.prod(s)) for s in shapes)
+
+
+def test_end_to_end_works_under_jit_and_vmap():
+    inits = kd.tree_stack(
+        [
+            kd.functionalize(
+                models.DeepLinear(5, depth=3, width=4, init_scale=1.0, rngs=nnx.Rngs(seed))
+            )[1]
+            for seed in range(3)
+        ]
+    )
+    stacked = jax.jit(jax.vmap(models.end_to_end))(inits)
+    assert stacked.shape == (3, 5, 1)
+    for i in range(3):
+        one = jax.tree.map(lambda leaf, i=i: leaf[i], inits)
+        np.testing.assert_allclose(stacked[i], models.end_to_end(one), rtol=1e-6)
+
+
+def _soft_label_data(n, d, key):
+    key_x, key_w = jax.random.split(key)
+    x = jax.random.normal(key_x, (n, d))
+    w_star = 1.5 * jax.random.normal(key_w, (d,)) / np.sqrt(d)
+    logits = x @ w_star
+    return x, w_star, (x, logits, (logits >= 0).astype(jnp.int32))
+
+
+SOFT = partial(kd.kd_loss, soft_ratio=1.0, temperature=1.0, form="sigmoid")
+
+
+@pytest.mark.parametrize("n", [8, 40])
+def test_a_linear_student_on_soft_labels_converges_to_the_projection(n):
+    """Gradient descent from zero reaches P_X w* (w* itself once n >= d)."""
+    d = 20
     with kd.float64():
-        assert jnp.ones(2).dtype == jnp.float64
-    assert jnp.ones(2).dtype == jnp.float32
+        x, w_star, data = _soft_label_data(n, d, jax.random.key(n))
+        apply, params = kd.functionalize(models.Linear(d))
+        learning_rate = 4 * n / float(jnp.linalg.eigvalsh(x.T @ x)[-1])
+        params, _ = jax.jit(
+            lambda p: kd.train_scan(
+                apply, p, data, loss=SOFT, optimizer=optax.sgd(learning_rate), steps=20_000
+            )
+        )(params)
+        w = models.end_to_end(params)[:, 0]
+        target = theory.span_projection(x, w_star)
+        np.testing.assert_allclose(w, target, atol=1e-9 * float(jnp.linalg.norm(w_star)))
+        if n >= d:
+            np.testing.assert_allclose(w, w_star, atol=1e-9 * float(jnp.linalg.norm(w_star)))
+
+
+def test_deep_linear_first_layer_keeps_its_component_outside_the_span():
+    """The first layer's gradient lies in span(X): its out-of-span part never moves."""
+    n, d = 6, 15
+    x, _, data = _soft_label_data(n, d, jax.random.key(5))
+    apply, params0 = kd.functionalize(
+        models.DeepLinear(d, depth=3, width=8, init_scale=0.3, rngs=nnx.Rngs(6))
+    )
+    params, losses = kd.train_scan(
+        apply, params0, data, loss=SOFT, optimizer=optax.sgd(0.2), steps=500
+    )
+    assert float(losses[-1]) < 0.1 * float(losses[0])
+
+    def outside(kernel):
+        return kernel - jax.vmap(theory.span_projection, in_axes=(None, 1), out_axes=1)(x, kernel)
+
+    first0, first = params0["layers"][0]["kernel"][...], params["layers"][0]["kernel"][...]
+    assert float(jnp.linalg.norm(first - first0)) > 0.05  # the layer did move...
+    np.testing.assert_allclose(outside(first), outside(first0), atol=1e-5)  # ...inside the span
+
+
+# ----------------------------------------------------------------------------- errors
 
 
 @pytest.mark.parametrize(
-    "call, error, match",
+    ("call", "match"),
     [
         (
             lambda: kd.MLP(3, depth=-1, width=4, out_features=1, rngs=nnx.Rngs(0)),
-            ValueError,
             "depth",
         ),
         (
             lambda: kd.MLP(3, depth=1, width=0, out_features=1, rngs=nnx.Rngs(0)),
-            ValueError,
             "width",
         ),
         (
             lambda: kd.MLP(
                 3, depth=1, width=4, out_features=1, activation="gelu", rngs=nnx.Rngs(0)
             ),
-            ValueError,
             "activation",
         ),
         (
             lambda: kd.MLP(
                 3, depth=1, width=4, out_features=1, parameterization="mup", rngs=nnx.Rngs(0)
             ),
-            ValueError,
             "parameterization",
         ),
         (
             lambda: kd.MLP(3, depth=1, width=4, out_features=1, w_std=0.0, rngs=nnx.Rngs(0)),
-            ValueError,
             "w_std",
         ),
         (
             lambda: kd.MLP(3, depth=1, width=4, out_features=1, rngs=nnx.Rngs(0))(jnp.ones(3)),
-            ValueError,
             "shape",
         ),
-        (lambda: kd.functionalize(lambda x: x), TypeError, "nnx.Module"),
-        (lambda: kd.tree_inner({"a": jnp.ones(2)}, {"b": jnp.ones(2)}), ValueError, "structure"),
-        (lambda: kd.tree_inner({"a": jnp.ones(2)}, {"a": jnp.ones(3)}), ValueError, "shapes"),
-        (lambda: kd.tree_angle({"a": jnp.zeros(2)}, {"a": jnp.ones(2)}), ValueError, "zero"),
+        (lambda: models.Linear(0), "in_features"),
+        (lambda: models.Linear(3, out_features=0), "out_features"),
+        (lambda: models.Linear(3, init_scale=-1.0), "init_scale must be >= 0"),
+        (lambda: models.Linear(3, init_scale=1.0), "rngs"),
+        (lambda: models.Linear(3)(jnp.ones((2, 4))), r"x must have shape \(n, 3\)"),
+        (lambda: models.Linear(3)(jnp.ones(3)), "x must have shape"),
+        (
+            lambda: models.DeepLinear(3, depth=0, width=2, init_scale=1.0, rngs=nnx.Rngs(0)),
+            "depth",
+        ),
+        (
+            lambda: models.DeepLinear(3, depth=2, width=0, init_scale=1.0, rngs=nnx.Rngs(0)),
+            "width",
+        ),
+        (
+            lambda: models.DeepLinear(3, depth=2, width=2, init_scale=0.0, rngs=nnx.Rngs(0)),
+            "init_scale must be > 0",
+        ),
+        (lambda: models.end_to_end({"w": jnp.ones(3)}), "Linear or DeepLinear"),
+        (
+            lambda: models.end_to_end(
+                kd.functionalize(
+                    kd.MLP(3, depth=1, width=4, out_features=1, b_std=0.5, rngs=nnx.Rngs(0))
+                )[1]
+            ),
+            "Linear or DeepLinear",
+        ),
     ],
 )
-def test_bad_input_raises_a_clear_error(call, error, match):
-    with pytest.raises(error, match=match):
+def test_bad_input_raises_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
         call()
-
-
-def test_fit_power_law_recovers_an_exact_power_law():
-    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
-    slope, constant = kd.fit_power_law(x, 3.0 * x**-0.5)
-    assert slope == pytest.approx(-0.5) and constant == pytest.approx(3.0)
-    with pytest.raises(ValueError, match="positive"):
-        kd.fit_power_law(x, -x)
-    with pytest.raises(ValueError, match="same length"):
-        kd.fit_power_law(x, x[:3])
-
-
-def test_heatmap_checks_its_labels():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
-    kd.plotting.heatmap(
-        ax, np.zeros((2, 3)), row_labels=[1, 2], col_labels=[1, 2, 3], row_title="r", col_title="c"
-    )
-    with pytest.raises(ValueError, match="labels"):
-        kd.plotting.heatmap(
-            ax, np.zeros((2, 3)), row_labels=[1], col_labels=[1, 2, 3], row_title="r", col_title="c"
-        )
-    plt.close(fig)

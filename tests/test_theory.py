@@ -21,10 +21,14 @@ def _unit(v):
 # ----------------------------------------------------------------------------- fit_power_law
 
 
-def test_fit_power_law_recovers_exponent_and_constant():
-    x = np.array([1.0, 2.0, 4.0, 8.0])
-    slope, constant = theory.fit_power_law(x, 3.0 * x**-0.5)
+def test_fit_power_law_recovers_an_exact_power_law():
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    slope, constant = kd.fit_power_law(x, 3.0 * x**-0.5)
     assert slope == pytest.approx(-0.5) and constant == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="positive"):
+        kd.fit_power_law(x, -x)
+    with pytest.raises(ValueError, match="same length"):
+        kd.fit_power_law(x, x[:3])
 
 
 # ----------------------------------------------------------------------------- angles and risks
