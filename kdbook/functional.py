@@ -44,11 +44,17 @@ class Functional:
     Attributes:
         graphdef: the module's ``nnx.GraphDef`` (hashable; equal for equal structures).
         rest: the module's non-``nnx.Param`` state, closed over as constants by ``apply``.
+        structure: for a dense network (a module with a ``dense_chain()`` method, such as
+            :class:`~kdbook.models.MLP` and :class:`~kdbook.models.TwoLayerNet`), the function
+            ``params -> DenseChain`` that the structured NTK needs; ``None`` for other modules.
+            Pass it on as ``empirical_ntk(..., structure=apply.structure)`` when you wrap
+            ``apply`` (in ``jax.jit``, ``functools.partial``, ...).
     """
 
-    def __init__(self, graphdef, rest):
+    def __init__(self, graphdef, rest, module_type: type | None = None):
         self.graphdef = graphdef
         self.rest = rest
+        self.module_type = module_type  # static, like graphdef
 
     def merge(self, params: Params) -> nnx.Module:
         """Rebuild the module with ``params`` (e.g. to read its architecture)."""
@@ -57,15 +63,27 @@ class Functional:
     def __call__(self, params: Params, x: jax.Array) -> jax.Array:
         return self.merge(params)(x)
 
+    @property
+    def structure(self) -> Callable[[Params], Any] | None:
+        if not callable(getattr(self.module_type, "dense_chain", None)):
+            return None
+        return jax.tree_util.Partial(_dense_chain, self)
+
     def tree_flatten(self):
-        return (self.rest,), self.graphdef
+        return (self.rest,), (self.graphdef, self.module_type)
 
     @classmethod
-    def tree_unflatten(cls, graphdef, children):
-        return cls(graphdef, *children)
+    def tree_unflatten(cls, static, children):
+        graphdef, module_type = static
+        return cls(graphdef, *children, module_type=module_type)
 
     def __repr__(self) -> str:
-        return f"Functional({type(self.graphdef).__name__} of {self.graphdef.type.__name__})"
+        name = "module" if self.module_type is None else self.module_type.__name__
+        return f"Functional(apply of {name})"
+
+
+def _dense_chain(apply: Functional, params: Params):
+    return apply.merge(params).dense_chain()
 
 
 def functionalize(model: nnx.Module) -> tuple[Functional, Params]:
@@ -87,7 +105,8 @@ def functionalize(model: nnx.Module) -> tuple[Functional, Params]:
     Returns:
         ``(apply, params)``: ``apply(params, x)`` evaluates the module with ``params``
         (an ``nnx.State`` pytree of arrays) on ``x``. ``apply.merge(params)`` rebuilds the module
-        with those parameters (the structured NTK uses it to read the architecture).
+        with those parameters; ``apply.structure`` describes a dense network for the structured
+        NTK (see :class:`Functional`).
 
     Example:
         >>> import jax.numpy as jnp
@@ -109,7 +128,7 @@ def functionalize(model: nnx.Module) -> tuple[Functional, Params]:
                 "deterministic=True and no BatchNorm) for kdbook's pure-function contract."
             )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    return Functional(graphdef, rest), params
+    return Functional(graphdef, rest, type(model)), params
 
 
 def as_pytree(apply: Apply) -> Apply:

@@ -16,6 +16,7 @@ which is what the structured empirical NTK (:func:`kdbook.ntk.empirical_ntk`) ne
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -114,7 +115,7 @@ class DenseChain(NamedTuple):
         w_scales: the factor multiplying ``h @ W`` in each layer.
         b_scales: the factor multiplying the bias in each layer.
         trainable: whether each layer's parameters are trained (count in the NTK).
-        activation: name of the activation between layers (a key of ``ACTIVATIONS``).
+        activation: the activation function between layers (e.g. ``jax.nn.relu``).
     """
 
     weights: list
@@ -122,7 +123,7 @@ class DenseChain(NamedTuple):
     w_scales: list
     b_scales: list
     trainable: list
-    activation: str
+    activation: Callable[[jax.Array], jax.Array]
 
 
 class MLP(nnx.Module):
@@ -198,7 +199,7 @@ def _chain(layers: list[Dense], trainable: list[bool], activation: str) -> Dense
             layer.b_scale if is_ntk else 1.0 for layer, is_ntk in zip(layers, ntk, strict=True)
         ],
         trainable=trainable,
-        activation=activation,
+        activation=ACTIVATIONS[activation],
     )
 
 
@@ -255,7 +256,7 @@ class TwoLayerNet(nnx.Module):
             w_scales=hidden.w_scales + [1.0 / math.sqrt(self.width)],
             b_scales=hidden.b_scales + [0.0],
             trainable=[True, False],
-            activation="relu",
+            activation=hidden.activation,
         )
 
 

@@ -22,8 +22,12 @@ every other and against a brute-force flattened Jacobian):
   layer contributes :math:`(s_w^2\, h^\top h' + s_b^2)\,(\delta^\top \delta')` and no per-example
   Jacobian is ever formed. Fastest by far for dense networks.
 
-``method="auto"`` picks ``"structured"`` when ``apply`` comes from
-:func:`kdbook.functional.functionalize` of a dense network, and ``"jacobian"`` otherwise.
+The structured method needs the network's layers: ``structure``, a function
+``params -> DenseChain``. ``apply`` from :func:`kdbook.functional.functionalize` of a dense network
+carries it (``apply.structure``), and it is used by default; a wrapped ``apply`` (``jax.jit``,
+``functools.partial``, a hand-written function) does not, so pass ``structure=apply.structure``
+of the original along with it. ``method="auto"`` picks ``"structured"`` whenever a structure is
+known, and ``"jacobian"`` (or ``"ntvp"``, for large Jacobians) otherwise.
 ``batch_size`` computes the kernel block by block so memory never exceeds one block's, and
 ``shard=True`` spreads the blocks over ``jax.devices()``.
 
@@ -47,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from kdbook.functional import as_pytree
+from kdbook.functional import Functional, as_pytree
 
 __all__ = ["METHODS", "InfiniteKernels", "empirical_ntk", "infinite_kernels", "two_layer_ntk"]
 
@@ -113,30 +117,13 @@ def _ntvp_kernel(apply: Apply, params: Params, x1, x2, trace: bool) -> jax.Array
     return blocks.transpose(2, 0, 3, 1)
 
 
-def _dense_chain(apply: Apply, params: Params):
-    """The DenseChain behind `apply`, or None when it is not a dense network."""
-    merge = getattr(apply, "merge", None)
-    if merge is None:
-        return None
-    model = merge(params)
-    describe = getattr(model, "dense_chain", None)
-    return None if describe is None else describe()
-
-
-def _activation_and_derivative(name: str):
-    """The activation and its derivative, taken by autodiff so that no activation is ever given
-    another's derivative (for ReLU, jax.grad gives 0 at 0, the convention the Jacobian uses)."""
-    from kdbook.models import ACTIVATIONS
-
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
-    phi = ACTIVATIONS[name]
-    return phi, jnp.vectorize(jax.grad(phi))
-
-
 def _structured_factors(chain, x):
-    """Per layer: its input h_l (n, m_in) and backpropagated signals delta_l (n, k, m_out)."""
-    phi, dphi = _activation_and_derivative(chain.activation)
+    """Per layer: its input h_l (n, m_in) and backpropagated signals delta_l (n, k, m_out).
+
+    The activation's derivative is taken by autodiff, so that no activation is ever given
+    another's (for ReLU, jax.grad gives 0 at 0, the convention the Jacobian uses)."""
+    phi = chain.activation
+    dphi = jnp.vectorize(jax.grad(phi))
     inputs, pre = [], []
     h = x
     for layer, (w, b, sw, sb) in enumerate(
@@ -196,17 +183,18 @@ def _validate_inputs(x1, x2) -> None:
         raise ValueError("x1 and x2 must contain at least one input each")
 
 
-def _resolve_method(method, apply, params, x1, batch_size) -> str:
+def _resolve_method(method, structure, apply, params, x1, batch_size) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    chain = _dense_chain(apply, params) if method in ("auto", "structured") else None
-    if method == "structured" and chain is None:
+    if method == "structured" and structure is None:
         raise ValueError(
-            "method='structured' needs `apply` from kdbook.functionalize() of a dense "
-            "network (MLP or TwoLayerNet); use method='jacobian' or 'ntvp' instead"
+            "method='structured' needs the network's layers: pass structure=apply.structure, "
+            "where apply = kdbook.functionalize(model) of a dense network (MLP or TwoLayerNet), "
+            "also when you wrap apply (jax.jit, functools.partial); or use method='jacobian' or "
+            "'ntvp', which need no structure"
         )
     if method == "auto":
-        if chain is not None:
+        if structure is not None:
             return "structured"
         k = _outputs_2d(apply, params, x1[:1]).shape[1]
         rows = x1.shape[0] if batch_size is None else batch_size
@@ -222,6 +210,7 @@ def empirical_ntk(
     x2: jax.Array | None = None,
     *,
     method: str = "auto",
+    structure: Callable[[Params], Any] | None = None,
     trace: bool = True,
     batch_size: int | None = None,
     shard: bool = False,
@@ -235,6 +224,9 @@ def empirical_ntk(
         x2: ``(n2, d)`` inputs; ``None`` means ``x1`` (and exploits the symmetry).
         method: ``"auto"``, ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (see the module
             docstring for when each wins).
+        structure: ``params -> DenseChain`` (:class:`kdbook.models.DenseChain`), the layers the
+            structured method needs. Default: ``apply.structure`` when ``apply`` is a
+            :class:`~kdbook.functional.Functional` of a dense network, else none.
         trace: return the mean over outputs of the diagonal,
             :math:`\frac1k \sum_a \Theta_{aa}`, of shape ``(n1, n2)`` (for a scalar output this is
             the NTK itself, and it is what :func:`infinite_kernels` predicts); ``False`` returns
@@ -262,20 +254,25 @@ def empirical_ntk(
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if shard and batch_size is None:
         raise ValueError("shard=True splits the kernel into blocks: set batch_size as well")
-    method = _resolve_method(method, apply, params, x1, batch_size)
-    apply = as_pytree(apply)  # an argument of the compiled function: shared by equal structures
+    if structure is None and isinstance(apply, Functional):
+        structure = apply.structure
+    method = _resolve_method(method, structure, apply, params, x1, batch_size)
+    # apply and structure are arguments of the compiled function (pytrees): one compilation is
+    # shared by every model of the same structure
+    apply = as_pytree(apply)
+    structure = as_pytree(structure) if method == "structured" else None
     if batch_size is None:
-        return _compiled(method, trace)(apply, params, x1, x2)
-    return _blockwise(apply, method, trace, params, x1, x2, batch_size, shard)
+        return _compiled(method, trace)(apply, structure, params, x1, x2)
+    return _blockwise(apply, structure, method, trace, params, x1, x2, batch_size, shard)
 
 
 def _kernel_function(method: str, trace: bool):
-    """The pure (apply, params, x1, x2) -> kernel function of one method."""
+    """The pure (apply, structure, params, x1, x2) -> kernel function of one method."""
     if method == "structured":
-        return lambda f, p, a, b: _structured_kernel(_dense_chain(f, p), a, b, trace)
+        return lambda f, s, p, a, b: _structured_kernel(s(p), a, b, trace)
     if method == "jacobian":
-        return lambda f, p, a, b: _jacobian_kernel(f, p, a, b, trace)
-    return lambda f, p, a, b: _ntvp_kernel(f, p, a, b, trace)
+        return lambda f, s, p, a, b: _jacobian_kernel(f, p, a, b, trace)
+    return lambda f, s, p, a, b: _ntvp_kernel(f, p, a, b, trace)
 
 
 # One jitted function per (method, trace[, devices]). `apply` is a pytree argument (see
@@ -288,19 +285,21 @@ def _compiled(method: str, trace: bool):
 @lru_cache(maxsize=16)
 def _compiled_blocks(method: str, trace: bool, devices: tuple):
     kernel_fn = _kernel_function(method, trace)
-    block_fn = jax.vmap(kernel_fn, in_axes=(None, None, 0, 0))
+    block_fn = jax.vmap(kernel_fn, in_axes=(None, None, None, 0, 0))
     if len(devices) == 1:
         return jax.jit(block_fn)
     sharded = NamedSharding(Mesh(np.asarray(devices), ("blocks",)), PartitionSpec("blocks"))
     replicated = NamedSharding(Mesh(np.asarray(devices), ("blocks",)), PartitionSpec())
     return jax.jit(
         block_fn,
-        in_shardings=(replicated, replicated, sharded, sharded),
+        in_shardings=(replicated, replicated, replicated, sharded, sharded),
         out_shardings=sharded,
     )
 
 
-def _blockwise(apply, method, trace, params, x1, x2, batch_size: int, shard: bool) -> jax.Array:
+def _blockwise(
+    apply, structure, method, trace, params, x1, x2, batch_size: int, shard: bool
+) -> jax.Array:
     """Assemble the kernel from fixed-size blocks (padded), in parallel over devices if asked."""
     symmetric = x2 is None
     x2 = x1 if symmetric else x2
@@ -315,7 +314,7 @@ def _blockwise(apply, method, trace, params, x1, x2, batch_size: int, shard: boo
         (i, j) for i in range(b1.shape[0]) for j in range(b2.shape[0]) if not symmetric or i <= j
     ]
     devices = tuple(jax.devices()) if shard else tuple(jax.devices()[:1])
-    block_fn = partial(_compiled_blocks(method, trace, devices), apply)
+    block_fn = partial(_compiled_blocks(method, trace, devices), apply, structure)
 
     out = None
     step = len(devices)

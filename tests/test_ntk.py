@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -306,3 +307,28 @@ def test_the_structured_kernel_differentiates_any_activation(monkeypatch):
         structured = empirical_ntk(apply, params, x, method="structured", trace=False)
         reference = _brute_force(apply, params, x, x)
     np.testing.assert_allclose(structured, reference, rtol=1e-10, atol=1e-12)
+
+
+def test_a_wrapped_apply_keeps_the_structured_path_through_an_explicit_structure():
+    apply, params = kd.functionalize(
+        kd.MLP(5, depth=2, width=64, out_features=2, b_std=0.2, rngs=nnx.Rngs(7))
+    )
+    x = jax.random.normal(jax.random.key(3), (9, 5))
+    reference = empirical_ntk(apply, params, x, method="jacobian")
+    for wrapped in [jax.jit(apply), partial(apply), lambda p, x: apply(p, x)]:
+        # structured with the structure passed on explicitly ...
+        kernel = empirical_ntk(wrapped, params, x, method="structured", structure=apply.structure)
+        np.testing.assert_allclose(kernel, reference, rtol=2e-5, atol=1e-6)
+        # ... told what to pass when it is missing ...
+        with pytest.raises(ValueError, match="structure=apply.structure"):
+            empirical_ntk(wrapped, params, x, method="structured")
+        # ... and "auto" without it falls back to a method that needs no structure
+        np.testing.assert_allclose(
+            empirical_ntk(wrapped, params, x), reference, rtol=2e-5, atol=1e-6
+        )
+
+
+def test_structure_is_none_for_a_module_that_is_not_a_dense_chain():
+    apply, _ = kd.functionalize(kd.Linear(4))
+    assert apply.structure is None
+    assert kd.functionalize(kd.TwoLayerNet(3, width=8, rngs=nnx.Rngs(0)))[0].structure is not None
