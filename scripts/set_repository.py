@@ -7,7 +7,7 @@ and the appendix on running the book. This script rewrites every one of them:
 
     python scripts/set_repository.py https://github.com/OWNER/NAME
 
-and `tests/test_book.py` fails, naming the file, if any of them disagrees with `_config.yml`.
+and `tests/book/test_book.py` fails, naming the file, if any of them disagrees with `_config.yml`.
 Edit the chapters' `.md` sources; run `make sync` afterwards to refresh the notebooks.
 """
 

@@ -20,7 +20,7 @@ from book_checks import (
     toc_problems,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_page_is_in_the_toc_and_every_toc_entry_exists():

@@ -27,7 +27,7 @@ import yaml
 
 pytestmark = pytest.mark.site
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("KDBOOK_CHROMIUM", "/usr/bin/chromium")
@@ -178,25 +178,55 @@ def test_every_page_renders_cleanly_in_chromium(site, browser):
 SCREENSHOT_PAGES = ("chapters/intro.html", "chapters/01_distillation_basics.html")
 
 
-def test_dark_mode_screenshots(site, browser):
-    """Screenshots in the theme's dark mode, scrolled to the first figure, for review."""
+# The contrast of an element's text with the first opaque background behind it (WCAG 2 formula).
+CONTRAST = """selector => {
+  const rgba = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => {
+    const c = [r, g, b].map(v => v / 255).map(v => v <= 0.03928 ? v / 12.92
+                                                   : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgba(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c;
+    }
+    return [255, 255, 255];
+  };
+  return [...document.querySelectorAll(selector)].filter(el => el.offsetParent !== null)
+    .slice(0, 20).map(el => {
+      const [a, b] = [luminance(rgba(getComputedStyle(el).color)), luminance(background(el))];
+      return [el.tagName, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+    });
+}"""
+
+
+def test_dark_mode_text_is_readable(site, browser):
+    """In the theme's dark mode, prose, code and outputs keep a WCAG AA contrast (>= 4.5) with
+    their background; screenshots scrolled to the first figure are kept for review."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
     context.add_init_script(
         "localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark');"
     )
     context.route("**/*", functools.partial(_route, site))
+    problems = []
     for path in SCREENSHOT_PAGES:
         page = context.new_page()
         page.goto(site + path, wait_until="load")
         page.evaluate(WAIT_FOR_MATHJAX)
         assert page.evaluate("() => document.documentElement.dataset.theme") == "dark"
+        for selector in ("article p", "article li", "div.cell_input pre", "div.cell_output pre"):
+            for tag, ratio in page.evaluate(CONTRAST, selector):
+                if ratio < 4.5:
+                    problems.append(f"{path}: {selector} ({tag}) contrast {ratio:.2f} < 4.5")
         figures = page.locator("figure img")
         if figures.count():
             figures.first.scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOTS / f"{Path(path).stem}-dark.png"))
         page.close()
     context.close()
+    assert not problems, "\n".join(problems)
 
 
 def _colab_url(notebook: Path) -> str:
