@@ -14,6 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_positive as _check_positive
+from kdbook._checks import check_unit_interval as _check_unit_interval
+
 __all__ = [
     "GaussianBumps",
     "GaussianMixture",
@@ -27,16 +31,6 @@ __all__ = [
     "sample_sphere",
     "sample_uniform",
 ]
-
-
-def _check_count(name: str, value, *, minimum: int = 1) -> None:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_probability(name: str, value) -> None:
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
 
 
 class GaussianMixture(NamedTuple):
@@ -79,11 +73,11 @@ def make_gaussian_mixture(
         separation: scale of the centres.
         std: standard deviation of each mode.
     """
-    _check_count("dim", dim)
-    _check_count("num_classes", num_classes, minimum=2)
-    _check_count("modes_per_class", modes_per_class)
-    if not std > 0 or not separation > 0:
-        raise ValueError(f"std and separation must be > 0, got std={std}, separation={separation}")
+    _check_int("dim", dim)
+    _check_int("num_classes", num_classes, minimum=2)
+    _check_int("modes_per_class", modes_per_class)
+    _check_positive("separation", separation)
+    _check_positive("std", std)
     modes = num_classes * modes_per_class
     means = separation * jax.random.normal(key, (modes, dim))
     mode_labels = jnp.repeat(jnp.arange(num_classes), modes_per_class)
@@ -111,9 +105,9 @@ def make_hierarchical_mixture(
         ``num_superclasses * classes_per_superclass`` classes, and the ``(classes,)`` superclass
         index of each class.
     """
-    _check_count("dim", dim)
-    _check_count("num_superclasses", num_superclasses)
-    _check_count("classes_per_superclass", classes_per_superclass)
+    _check_int("dim", dim)
+    _check_int("num_superclasses", num_superclasses)
+    _check_int("classes_per_superclass", classes_per_superclass)
     num_classes = num_superclasses * classes_per_superclass
     if num_classes < 2:
         raise ValueError("the hierarchy needs at least 2 classes in total")
@@ -143,8 +137,8 @@ def sample_gaussian_mixture(
     Returns:
         ``(x, y)`` with shapes ``(n, dim)`` and ``(n,)`` (int32).
     """
-    _check_count("n", n)
-    _check_probability("label_flip", label_flip)
+    _check_int("n", n)
+    _check_unit_interval("label_flip", label_flip)
     k_mode, k_noise, k_flip = jax.random.split(key, 3)
     modes = jax.random.randint(k_mode, (n,), 0, mixture.means.shape[0])
     x = mixture.means[modes] + mixture.std * jax.random.normal(k_noise, (n, mixture.means.shape[1]))
@@ -158,8 +152,8 @@ def flip_labels(
     key: jax.Array, labels: jax.Array, probability: float, *, num_classes: int
 ) -> jax.Array:
     """Replace each label, with the given probability, by a different class chosen uniformly."""
-    _check_probability("probability", probability)
-    _check_count("num_classes", num_classes, minimum=2)
+    _check_unit_interval("probability", probability)
+    _check_int("num_classes", num_classes, minimum=2)
     k_which, k_shift = jax.random.split(key)
     flip = jax.random.bernoulli(k_which, probability, labels.shape)
     shift = jax.random.randint(k_shift, labels.shape, 1, num_classes)
@@ -188,10 +182,9 @@ def sample_angular(
     Returns:
         ``(x, y)``: ``(n, dim)`` unit vectors and ``(n,)`` labels ``y = 1[x_1 > 0]`` (int32).
     """
-    _check_count("n", n)
-    _check_count("dim", dim, minimum=2)
-    if not kappa > 0:
-        raise ValueError(f"kappa must be > 0, got {kappa!r}")
+    _check_int("n", n)
+    _check_int("dim", dim, minimum=2)
+    _check_positive("kappa", kappa)
     k_angle, k_sign, k_dir = jax.random.split(key, 3)
     angle = 0.5 * jnp.pi * jax.random.uniform(k_angle, (n,)) ** (1.0 / kappa)
     sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (n,)), 1.0, -1.0)
@@ -226,10 +219,9 @@ def make_gaussian_bumps(
     key: jax.Array, *, dim: int = 1, num_bumps: int = 8, width: float = 0.3, amplitude: float = 4.0
 ) -> GaussianBumps:
     """A random :class:`GaussianBumps` function (``dim=1`` gives the book's 1-D example)."""
-    _check_count("dim", dim)
-    _check_count("num_bumps", num_bumps)
-    if not width > 0:
-        raise ValueError(f"width must be > 0, got {width!r}")
+    _check_int("dim", dim)
+    _check_int("num_bumps", num_bumps)
+    _check_positive("width", width)
     k_c, k_s, k_ref = jax.random.split(key, 3)
     centers = jax.random.uniform(k_c, (num_bumps, dim), minval=-1.0, maxval=1.0)
     signs = jnp.where(jax.random.bernoulli(k_s, 0.5, (num_bumps,)), 1.0, -1.0)
@@ -241,8 +233,8 @@ def make_gaussian_bumps(
 
 def sample_uniform(key: jax.Array, n: int, *, dim: int) -> jax.Array:
     """``n`` inputs uniform on ``[-1, 1]^dim``, shape ``(n, dim)``."""
-    _check_count("n", n)
-    _check_count("dim", dim)
+    _check_int("n", n)
+    _check_int("dim", dim)
     return jax.random.uniform(key, (n, dim), minval=-1.0, maxval=1.0)
 
 
@@ -252,8 +244,8 @@ def sample_sphere(key: jax.Array, n: int, *, dim: int) -> jax.Array:
     The inputs of the two-layer analyses of Du et al. (2019) and Arora et al. (2019), who assume
     :math:`\lVert x \rVert = 1`: normalised standard Gaussian vectors.
     """
-    _check_count("n", n)
-    _check_count("dim", dim)
+    _check_int("n", n)
+    _check_int("dim", dim)
     x = jax.random.normal(key, (n, dim))
     return x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
@@ -279,8 +271,8 @@ def digits_split(
     """
     from sklearn.datasets import load_digits
 
-    _check_count("n_train", n_train)
-    _check_count("n_test", n_test)
+    _check_int("n_train", n_train)
+    _check_int("n_test", n_test)
     digits = load_digits()
     total = digits.data.shape[0]
     if n_train + n_test > total:

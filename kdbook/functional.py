@@ -15,7 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 __all__ = [
+    "Apply",
     "Functional",
+    "Params",
     "as_pytree",
     "functionalize",
     "tree_add",
@@ -28,7 +30,10 @@ __all__ = [
     "tree_stack",
 ]
 
+#: A parameter pytree (e.g. the ``nnx.State`` returned by :func:`functionalize`). kdbook defines
+#: this alias here, once; the other modules import it.
 Params = Any
+#: The model contract: a pure function ``apply(params, x) -> outputs``.
 Apply = Callable[[Params, jax.Array], jax.Array]
 
 

@@ -34,6 +34,8 @@ import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 from jax.typing import ArrayLike
 
+from kdbook._checks import check_nonnegative as _check_nonnegative
+from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete as _concrete
 
 __all__ = ["kernel_regression", "kernel_solve", "kernel_spectrum", "linearized_dynamics"]
@@ -109,11 +111,6 @@ def _check_cross(kernel_test_train: ArrayLike, n: int) -> jax.Array:
     return cross
 
 
-def _check_ridge(ridge) -> None:
-    if _concrete(ridge) and not float(ridge) >= 0:
-        raise ValueError(f"ridge must be >= 0, got {float(ridge)}")
-
-
 def _not_positive_definite(name: str, kernel: jax.Array) -> np.linalg.LinAlgError:
     n, dtype = kernel.shape[0], kernel.dtype
     suggestion = 1e-6 * float(np.mean(np.diag(np.asarray(kernel))))
@@ -176,7 +173,7 @@ def kernel_solve(kernel: ArrayLike, rhs: ArrayLike, *, ridge: float = 0.0) -> ja
     """
     kernel = _check_kernel("kernel", kernel)
     rhs = _check_rows("rhs", rhs, kernel.shape[0], "kernel")
-    _check_ridge(ridge)
+    _check_nonnegative("ridge", ridge)
     return _solve("kernel", kernel, rhs, ridge)
 
 
@@ -215,7 +212,7 @@ def kernel_regression(
     n = kernel.shape[0]
     y = _check_rows("y_train", y_train, n, "kernel_train")
     cross = kernel if kernel_test_train is None else _check_cross(kernel_test_train, n)
-    _check_ridge(ridge)
+    _check_nonnegative("ridge", ridge)
     weights = _solve("kernel_train", kernel, y, ridge)
     return cross.astype(weights.dtype) @ weights
 
@@ -240,7 +237,7 @@ def kernel_spectrum(kernel: ArrayLike) -> tuple[jax.Array, jax.Array]:
 
 
 def _check_times(times, discrete: bool) -> np.ndarray:
-    if isinstance(times, jax.core.Tracer):
+    if not _concrete(times):
         raise TypeError("times must be concrete (a list or NumPy array), not a traced value")
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or times.size == 0:
@@ -413,8 +410,7 @@ def linearized_dynamics(
     n = kernel.shape[0]
     y = _check_rows("y_train", y_train, n, "kernel_train")
     times = _check_times(times, discrete)
-    if _concrete(learning_rate) and not float(learning_rate) > 0:
-        raise ValueError(f"learning_rate must be > 0, got {float(learning_rate)}")
+    _check_positive("learning_rate", learning_rate)
     if f0_train is None:
         f0 = jnp.zeros_like(y)
     else:

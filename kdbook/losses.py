@@ -44,6 +44,8 @@ from jax.scipy.special import xlogy
 from jax.typing import ArrayLike
 
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_positive as _check_positive
+from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete as _concrete
 
 __all__ = [
@@ -101,20 +103,6 @@ def _check_labels(labels: jax.Array, n: int, num_classes: int) -> jax.Array:
     return labels
 
 
-def _check_unit_interval(name: str, value, *, closed_right: bool = True) -> None:
-    if _concrete(value):
-        v = float(value)
-        ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
-        if not ok:
-            interval = "[0, 1]" if closed_right else "[0, 1)"
-            raise ValueError(f"{name} must lie in {interval}, got {v}")
-
-
-def _check_temperature(temperature) -> None:
-    if _concrete(temperature) and not float(temperature) > 0:
-        raise ValueError(f"temperature must be > 0, got {float(temperature)}")
-
-
 # ----------------------------------------------------------------------------- building blocks
 
 
@@ -132,7 +120,7 @@ def soft_targets(
         ``(n, k)`` probabilities, or ``(n,)`` probabilities of class 1 for ``"sigmoid"``.
     """
     logits = _check_logits("logits", jnp.asarray(logits), form)
-    _check_temperature(temperature)
+    _check_positive("temperature", temperature)
     scaled = logits / temperature
     return jax.nn.softmax(scaled, axis=-1) if form == "softmax" else jax.nn.sigmoid(scaled)
 
@@ -227,7 +215,7 @@ def _check_kd_inputs(
     labels = _check_labels(jnp.asarray(labels), student.shape[0], num_classes)
     _check_unit_interval("soft_ratio", soft_ratio)
     _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
-    _check_temperature(temperature)
+    _check_positive("temperature", temperature)
     return student, teacher, labels, num_classes
 
 

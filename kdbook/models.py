@@ -24,6 +24,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_nonnegative as _check_nonnegative
+from kdbook._checks import check_positive as _check_positive
 
 __all__ = [
     "ACTIVATIONS",
@@ -42,11 +45,6 @@ ACTIVATIONS = {
     "tanh": jnp.tanh,
 }
 PARAMETERIZATIONS = ("ntk", "standard")
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 class Dense(nnx.Module):
@@ -78,13 +76,11 @@ class Dense(nnx.Module):
         b_std: float = 0.0,
         rngs: nnx.Rngs,
     ):
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("out_features", out_features)
+        _check_int("in_features", in_features)
+        _check_int("out_features", out_features)
         _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
-        if not w_std > 0:
-            raise ValueError(f"w_std must be > 0, got {w_std!r}")
-        if not b_std >= 0:
-            raise ValueError(f"b_std must be >= 0, got {b_std!r}")
+        _check_positive("w_std", w_std)
+        _check_nonnegative("b_std", b_std)
         self.parameterization = parameterization
         self.w_scale = w_std / math.sqrt(in_features)
         self.b_scale = b_std
@@ -162,9 +158,9 @@ class MLP(nnx.Module):
         b_std: float = 0.0,
         rngs: nnx.Rngs,
     ):
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-            raise ValueError(f"depth must be a non-negative integer, got {depth!r}")
-        _check_positive_int("width", width)
+        _check_int("in_features", in_features)
+        _check_int("depth", depth, minimum=0)
+        _check_int("width", width)
         _check_choice("activation", activation, ACTIVATIONS)
         self.activation = activation
         sizes = [in_features] + [width] * depth + [out_features]
@@ -226,8 +222,8 @@ class TwoLayerNet(nnx.Module):
     def __init__(
         self, in_features: int, *, width: int, antisymmetric: bool = False, rngs: nnx.Rngs
     ):
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("width", width)
+        _check_int("in_features", in_features)
+        _check_int("width", width)
         if antisymmetric and width % 2:
             raise ValueError(f"width must be even when antisymmetric=True, got {width}")
         # w_std = sqrt(d) cancels Dense's 1/sqrt(fan_in): the hidden layer is exactly x @ W.
@@ -288,10 +284,9 @@ class Linear(nnx.Module):
         init_scale: float = 0.0,
         rngs: nnx.Rngs | None = None,
     ):
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("out_features", out_features)
-        if not init_scale >= 0:
-            raise ValueError(f"init_scale must be >= 0, got {init_scale!r}")
+        _check_int("in_features", in_features)
+        _check_int("out_features", out_features)
+        _check_nonnegative("init_scale", init_scale)
         shape = (in_features, out_features)
         if init_scale == 0:
             kernel = jnp.zeros(shape)
@@ -347,15 +342,13 @@ class DeepLinear(nnx.Module):
         init_scale: float,
         rngs: nnx.Rngs,
     ):
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("depth", depth)
-        _check_positive_int("width", width)
-        _check_positive_int("out_features", out_features)
-        if not init_scale > 0:
-            raise ValueError(
-                f"init_scale must be > 0, got {init_scale!r} (all-zero factors never move under "
-                "gradient descent)"
-            )
+        _check_int("in_features", in_features)
+        _check_int("depth", depth)
+        _check_int("width", width)
+        _check_int("out_features", out_features)
+        _check_positive(
+            "init_scale", init_scale, why="all-zero factors never move under gradient descent"
+        )
         sizes = [in_features] + [width] * (depth - 1) + [out_features]
         layers = [
             Linear(a, out_features=b, init_scale=init_scale, rngs=rngs)

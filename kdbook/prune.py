@@ -52,7 +52,9 @@ import optax
 from tqdm.auto import tqdm
 
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_int as _check_int
 from kdbook._checks import is_concrete
+from kdbook.functional import Params
 
 __all__ = [
     "PruningRun",
@@ -69,7 +71,6 @@ __all__ = [
     "sparsity",
 ]
 
-Params = Any
 Mask = Any
 Prunable = Callable[[tuple, Any], bool] | Any | None
 
@@ -196,11 +197,6 @@ def _check_keep(name: str, keep) -> float:
 def _n_keep(keep: float, n: int) -> int:
     """``round(keep * n)`` entries out of ``n`` candidates, at least one when ``n >= 1``."""
     return min(n, max(1, round(keep * n))) if n > 0 else 0
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _as_bool(value, where: str) -> bool:
@@ -810,7 +806,7 @@ def iterative_magnitude_pruning(
     """
     if not callable(train):
         raise TypeError(f"train must be a function train(params, mask), got {type(train)}")
-    _check_positive_int("rounds", rounds)
+    _check_int("rounds", rounds)
     keep = _check_keep("keep_per_round", keep_per_round)
     _check_choice("scope", scope, SCOPES)
     paths, _, _ = _flatten(params)

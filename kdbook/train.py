@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,13 +24,12 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from kdbook.functional import as_pytree
+from kdbook._checks import check_int as _check_int
+from kdbook.functional import Apply, Params, as_pytree
 from kdbook.losses import kd_loss
 
 __all__ = ["FitResult", "distill", "fit", "train_scan"]
 
-Params = Any
-Apply = Callable[[Params, jax.Array], jax.Array]
 Loss = Callable[..., jax.Array]
 
 
@@ -65,9 +64,8 @@ def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
     (n,) = sizes
     if n == 0:
         raise ValueError("data is empty: it needs at least one example")
+    _check_int("batch_size", batch_size, allow_none=True)
     if batch_size is not None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         if batch_size > n:
             raise ValueError(
                 f"batch_size={batch_size} is larger than the data ({n} examples); "
@@ -76,11 +74,6 @@ def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
         if key is None:
             raise ValueError("minibatch training (batch_size set) needs a PRNG key: pass key=...")
     return n
-
-
-def _check_steps(steps) -> None:
-    if not isinstance(steps, int | np.integer) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
 
 
 def _make_step(
@@ -178,7 +171,7 @@ def train_scan(
     """
     data = tuple(data)
     n = _check_data(data, batch_size, key)
-    _check_steps(steps)
+    _check_int("steps", steps, minimum=0)
     step = _make_step(apply, loss, optimizer, n, batch_size)
     key = jax.random.key(0) if key is None else key
 
@@ -242,7 +235,7 @@ def fit(
     """
     data = tuple(data)
     n = _check_data(data, batch_size, key)
-    _check_steps(steps)
+    _check_int("steps", steps, minimum=0)
     checkpoint_steps = sorted({int(s) for s in checkpoint_steps})
     if checkpoint_steps and not 0 <= checkpoint_steps[0] <= checkpoint_steps[-1] <= steps:
         raise ValueError(f"checkpoint_steps must lie in [0, steps={steps}], got {checkpoint_steps}")
