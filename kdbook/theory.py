@@ -28,6 +28,7 @@ from jax.typing import ArrayLike
 from kdbook._checks import check_choice as _check_choice
 from kdbook._checks import check_int as _check_int
 from kdbook._checks import is_concrete
+from kdbook.functional import _angle
 from kdbook.kernels import kernel_solve
 
 __all__ = [
@@ -94,9 +95,11 @@ def vector_angle(a: ArrayLike, b: ArrayLike) -> jax.Array:
 
     Computed as :math:`2 \operatorname{atan2}(\lVert \hat a - \hat b \rVert,
     \lVert \hat a + \hat b \rVert)` with :math:`\hat a = a / \lVert a \rVert`, which, unlike
-    :math:`\arccos` of the cosine, keeps full relative precision for tiny angles. A zero vector
-    makes the angle :math:`\pi/2` (its cosine with anything is taken to be 0), so that for a zero
-    student :func:`gaussian_transfer_risk` gives 1/2, the risk of predicting one class everywhere.
+    :math:`\arccos` of the cosine, keeps full relative precision for tiny angles: the
+    computation of :func:`kdbook.functional.tree_angle`, on vectors. A zero vector makes the
+    angle :math:`\pi/2` (its cosine with anything is taken to be 0), so that for a zero student
+    :func:`gaussian_transfer_risk` gives 1/2, the risk of predicting one class everywhere
+    (:func:`~kdbook.functional.tree_angle` raises instead).
 
     Args:
         a, b: vectors of the same shape ``(d,)``; ``jax.vmap`` it for batches.
@@ -106,13 +109,7 @@ def vector_angle(a: ArrayLike, b: ArrayLike) -> jax.Array:
     """
     a, b = _as_vector("a", a), _as_vector("b", b)
     _check_same_dim("a", a, "b", b)
-
-    def unit(v):
-        norm = jnp.linalg.norm(v)
-        return v / jnp.where(norm > 0, norm, 1.0)
-
-    ua, ub = unit(a), unit(b)
-    return 2.0 * jnp.arctan2(jnp.linalg.norm(ua - ub), jnp.linalg.norm(ua + ub))
+    return _angle(a, b)
 
 
 def transfer_risk(w: ArrayLike, w_star: ArrayLike, x_test: ArrayLike) -> jax.Array:
