@@ -155,7 +155,7 @@ def test_a_linear_student_on_soft_labels_converges_to_the_projection(n):
         x, w_star, data = _soft_label_data(n, d, jax.random.key(n))
         apply, params = kd.functionalize(models.Linear(d))
         learning_rate = 4 * n / float(jnp.linalg.eigvalsh(x.T @ x)[-1])
-        params, _ = jax.jit(
+        params, _, _ = jax.jit(
             lambda p: kd.train_scan(
                 apply, p, data, loss=SOFT, optimizer=optax.sgd(learning_rate), steps=20_000
             )
@@ -174,7 +174,7 @@ def test_deep_linear_first_layer_keeps_its_component_outside_the_span():
     apply, params0 = kd.functionalize(
         models.DeepLinear(d, depth=3, width=8, init_scale=0.3, rngs=nnx.Rngs(6))
     )
-    params, losses = kd.train_scan(
+    params, losses, _ = kd.train_scan(
         apply, params0, data, loss=SOFT, optimizer=optax.sgd(0.2), steps=500
     )
     assert float(losses[-1]) < 0.1 * float(losses[0])

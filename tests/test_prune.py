@@ -327,7 +327,7 @@ def test_pruning_neurons_of_a_two_layer_net_removes_them():
     pruned = prune.apply_mask(params, mask)
     assert jax.tree.structure(pruned) == jax.tree.structure(params)
     assert np.all(np.asarray(pruned["hidden"]["kernel"][...])[:, : m // 2] == 0)
-    trained, _ = kd.train_scan(
+    trained, _, _ = kd.train_scan(
         apply,
         pruned,
         (x, jnp.ones((5, 1))),
@@ -384,7 +384,7 @@ def test_masked_training_keeps_pruned_weights_exactly_zero(optimizer, loop, regr
         result = kd.fit(apply, start, regression, progress=False, **options)
         trained, losses = result.params, result.history["loss"]
     else:
-        trained, losses = kd.train_scan(apply, start, regression, **options)
+        trained, losses, _ = kd.train_scan(apply, start, regression, **options)
     assert float(losses[-1]) < 0.8 * float(losses[0])
     # kept weights with a gradient at the start all move (units cut off by the mask have none)
     grads = jax.grad(lambda p: mse(apply(p, regression[0]), regression[1]))(start)
