@@ -2,7 +2,9 @@
 
 The library behind the executable textbook *Knowledge Distillation in the Kernel Regime*. Every
 model becomes a pure function ``apply(params, x)`` (:func:`kdbook.functional.functionalize`); the
-NTK, linearization, pruning and theory code work on that contract and on pytrees.
+NTK, linearization, pruning and theory code work on that contract and on pytrees. Every function
+that draws random numbers takes its PRNG key as the keyword-only argument ``key=`` (samplers too:
+``kd.sample_sphere(100, dim=3, key=key)``), whether the key is required or optional.
 
 Modules: :mod:`kdbook.models` (Flax NNX networks), :mod:`kdbook.functional` (the contract and
 pytree helpers), :mod:`kdbook.ntk` (empirical and infinite-width NTKs), :mod:`kdbook.kernels`

@@ -1,8 +1,11 @@
 """Data: the synthetic generators the chapters use, and splits of scikit-learn's digits.
 
-Everything takes an explicit PRNG key and returns JAX arrays. A *task* (the mixture's means, a
-bump function) is made once from one key; samples are then drawn from it with other keys, so train
-and test sets come from the same distribution. Nothing is downloaded: the digits ship with
+Everything takes an explicit PRNG key and returns JAX arrays. As everywhere in kdbook, the key is
+a keyword-only argument, ``key=`` (``sample_sphere(100, dim=3, key=key)``, not JAX's key-first
+``jax.random.normal(key, shape)``), so that a call reads the same whether the key is required, as
+here, or optional, as in :func:`kdbook.train.fit`. A *task* (the mixture's means, a bump function)
+is made once from one key; samples are then drawn from it with other keys, so train and test sets
+come from the same distribution. Nothing is downloaded: the digits ship with
 scikit-learn.
 """
 
@@ -52,8 +55,8 @@ class GaussianMixture(NamedTuple):
 
 
 def make_gaussian_mixture(
-    key: jax.Array,
     *,
+    key: jax.Array,
     dim: int,
     num_classes: int = 2,
     modes_per_class: int = 1,
@@ -85,8 +88,8 @@ def make_gaussian_mixture(
 
 
 def make_hierarchical_mixture(
-    key: jax.Array,
     *,
+    key: jax.Array,
     dim: int,
     num_superclasses: int,
     classes_per_superclass: int,
@@ -124,14 +127,14 @@ def make_hierarchical_mixture(
 
 
 def sample_gaussian_mixture(
-    key: jax.Array, mixture: GaussianMixture, n: int, *, label_flip: float = 0.0
+    mixture: GaussianMixture, n: int, *, key: jax.Array, label_flip: float = 0.0
 ) -> tuple[jax.Array, jax.Array]:
     """Draw ``n`` labelled points: a uniform mode, then a Gaussian sample around its mean.
 
     Args:
-        key: PRNG key for this sample.
         mixture: the task, from :func:`make_gaussian_mixture`.
         n: number of points.
+        key: PRNG key for this sample.
         label_flip: probability that a label is replaced by a different, uniformly chosen class.
 
     Returns:
@@ -144,12 +147,12 @@ def sample_gaussian_mixture(
     x = mixture.means[modes] + mixture.std * jax.random.normal(k_noise, (n, mixture.means.shape[1]))
     y = mixture.mode_labels[modes].astype(jnp.int32)
     if label_flip > 0:
-        y = flip_labels(k_flip, y, label_flip, num_classes=mixture.num_classes)
+        y = flip_labels(y, label_flip, num_classes=mixture.num_classes, key=k_flip)
     return x, y
 
 
 def flip_labels(
-    key: jax.Array, labels: jax.Array, probability: float, *, num_classes: int
+    labels: jax.Array, probability: float, *, key: jax.Array, num_classes: int
 ) -> jax.Array:
     """Replace each label, with the given probability, by a different class chosen uniformly."""
     _check_unit_interval("probability", probability)
@@ -161,7 +164,7 @@ def flip_labels(
 
 
 def sample_angular(
-    key: jax.Array, n: int, *, dim: int, kappa: float
+    n: int, *, key: jax.Array, dim: int, kappa: float
 ) -> tuple[jax.Array, jax.Array]:
     r"""Two-class data on the unit sphere with a controlled margin distribution.
 
@@ -174,8 +177,8 @@ def sample_angular(
     uniform unit vector :math:`u \perp e_1`.
 
     Args:
-        key: PRNG key.
         n: number of points.
+        key: PRNG key.
         dim: input dimension ``>= 2``.
         kappa: geometry exponent :math:`\kappa > 0`.
 
@@ -216,7 +219,7 @@ class GaussianBumps(NamedTuple):
 
 
 def make_gaussian_bumps(
-    key: jax.Array, *, dim: int = 1, num_bumps: int = 8, width: float = 0.3, amplitude: float = 4.0
+    *, key: jax.Array, dim: int = 1, num_bumps: int = 8, width: float = 0.3, amplitude: float = 4.0
 ) -> GaussianBumps:
     """A random :class:`GaussianBumps` function (``dim=1`` gives the book's 1-D example)."""
     _check_int("dim", dim)
@@ -226,19 +229,19 @@ def make_gaussian_bumps(
     centers = jax.random.uniform(k_c, (num_bumps, dim), minval=-1.0, maxval=1.0)
     signs = jnp.where(jax.random.bernoulli(k_s, 0.5, (num_bumps,)), 1.0, -1.0)
     unshifted = GaussianBumps(centers, signs, float(width), float(amplitude), 0.0)
-    reference = sample_uniform(k_ref, 20_000, dim=dim)
+    reference = sample_uniform(20_000, dim=dim, key=k_ref)
     offset = float(jnp.median(unshifted.logits(reference))) / amplitude
     return unshifted._replace(offset=offset)
 
 
-def sample_uniform(key: jax.Array, n: int, *, dim: int) -> jax.Array:
+def sample_uniform(n: int, *, key: jax.Array, dim: int) -> jax.Array:
     """``n`` inputs uniform on ``[-1, 1]^dim``, shape ``(n, dim)``."""
     _check_int("n", n)
     _check_int("dim", dim)
     return jax.random.uniform(key, (n, dim), minval=-1.0, maxval=1.0)
 
 
-def sample_sphere(key: jax.Array, n: int, *, dim: int) -> jax.Array:
+def sample_sphere(n: int, *, key: jax.Array, dim: int) -> jax.Array:
     r"""``n`` inputs uniform on the unit sphere of ``R^dim``, shape ``(n, dim)``.
 
     The inputs of the two-layer analyses of Du et al. (2019) and Arora et al. (2019), who assume
@@ -251,7 +254,7 @@ def sample_sphere(key: jax.Array, n: int, *, dim: int) -> jax.Array:
 
 
 def digits_split(
-    key: jax.Array, *, n_train: int = 1000, n_test: int = 797, return_indices: bool = False
+    *, key: jax.Array, n_train: int = 1000, n_test: int = 797, return_indices: bool = False
 ) -> tuple[jax.Array, ...]:
     """A random train/test split of scikit-learn's 8x8 digits (1797 images, 10 classes).
 

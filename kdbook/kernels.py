@@ -396,7 +396,7 @@ def linearized_dynamics(
     Example:
         >>> import jax.numpy as jnp
         >>> import kdbook as kd
-        >>> x = kd.sample_sphere(jax.random.key(0), 20, dim=3)
+        >>> x = kd.sample_sphere(20, dim=3, key=jax.random.key(0))
         >>> K, K_star = kd.two_layer_ntk(x), kd.two_layer_ntk(x[:5], x)
         >>> y = jnp.sin(3 * x[:, 0])
         >>> f_train, f_test = kd.linearized_dynamics(

@@ -103,7 +103,7 @@ def test_gaussian_transfer_risk_with_identity_covariance_is_the_isotropic_formul
 
 def test_boundary_angles_of_sample_angular_are_arcsin_of_the_first_coordinate():
     with kd.float64():
-        x, _ = kd.sample_angular(jax.random.key(2), 500, dim=8, kappa=0.5)
+        x, _ = kd.sample_angular(500, dim=8, kappa=0.5, key=jax.random.key(2))
         angles = theory.boundary_angles(x, 4.0 * jnp.eye(8)[0])
     np.testing.assert_allclose(angles, np.arcsin(np.abs(np.asarray(x[:, 0]))), rtol=1e-7)
     assert float(theory.boundary_angles(jnp.zeros((1, 8)), jnp.eye(8)[0])[0]) == 0.0
@@ -112,7 +112,7 @@ def test_boundary_angles_of_sample_angular_are_arcsin_of_the_first_coordinate():
 @pytest.mark.parametrize("kappa", [0.25, 1.0, 3.0])
 def test_angular_cdf_of_sample_angular_is_the_power_law(kappa):
     m = 20_000
-    x, _ = kd.sample_angular(jax.random.key(3), m, dim=10, kappa=kappa)
+    x, _ = kd.sample_angular(m, dim=10, kappa=kappa, key=jax.random.key(3))
     thetas = jnp.linspace(0.0, np.pi / 2, 50)
     # Rotating the data and the teacher together changes no angle.
     rotation, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(4), (10, 10)))
@@ -160,7 +160,7 @@ def test_risk_bound_with_a_margin_decays_exponentially():
 
 def test_risk_bound_from_samples_agrees_with_the_exact_geometry():
     kappa = 0.5
-    x, _ = kd.sample_angular(jax.random.key(5), 50_000, dim=10, kappa=kappa)
+    x, _ = kd.sample_angular(50_000, dim=10, kappa=kappa, key=jax.random.key(5))
     sizes = [2, 10, 40]
     from_samples = theory.risk_bound(sizes, theory.boundary_angles(x, jnp.eye(10)[0]))
     exact = theory.risk_bound(sizes, lambda t: (2 * t / np.pi) ** kappa)
