@@ -50,6 +50,7 @@ from kdbook.losses import (
     logit_matching_loss,
     smooth_labels,
     soft_targets,
+    squared_loss,
 )
 from kdbook.models import MLP, DeepLinear, Dense, Linear, TwoLayerNet, end_to_end
 from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels, two_layer_ntk
@@ -121,6 +122,7 @@ __all__ = [
     "sample_uniform",
     "smooth_labels",
     "soft_targets",
+    "squared_loss",
     "train_scan",
     "tree_add",
     "tree_angle",

@@ -344,7 +344,8 @@ def linearized_dynamics(
 ) -> tuple[jax.Array, jax.Array | None]:
     r"""Closed-form predictions of a linearized model trained by gradient descent under MSE.
 
-    The loss is :math:`L(\theta) = \frac{1}{2n}\sum_{i=1}^n \lVert f(x_i) - y_i \rVert^2`. A
+    The loss is :math:`L(\theta) = \frac{1}{2n}\sum_{i=1}^n \lVert f(x_i) - y_i \rVert^2`
+    (:func:`kdbook.losses.squared_loss`, the loss to train the network with for a comparison). A
     linearized model :math:`f(x) = f_0(x) + \nabla_\theta f_0(x)\,(\theta - \theta_0)` with
     tangent kernel :math:`K` trained with learning rate :math:`\eta` moves its training outputs by
 

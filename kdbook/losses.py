@@ -1,4 +1,5 @@
-r"""Distillation losses: soft targets, cross-entropy, label smoothing, the KD objective; accuracy.
+r"""Distillation losses: soft targets, cross-entropy, label smoothing, the KD objective; accuracy;
+and the squared loss of regression in the kernel regime (:func:`squared_loss`).
 
 The KD objective of Hinton et al. (2015) mixes a hard-label term and a soft-target term with the
 **soft ratio** :math:`\rho \in [0, 1]` and the **temperature** :math:`T > 0`. With student logits
@@ -56,6 +57,7 @@ __all__ = [
     "logit_matching_loss",
     "smooth_labels",
     "soft_targets",
+    "squared_loss",
 ]
 
 FORMS = ("softmax", "sigmoid")
@@ -390,3 +392,49 @@ def accuracy(logits: ArrayLike, labels: ArrayLike, *, form: str = "softmax") -> 
     else:
         predicted = (logits > 0).astype(labels.dtype)
     return jnp.mean(predicted == labels)
+
+
+# ----------------------------------------------------------------------------- regression
+
+
+def squared_loss(outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""The squared loss :math:`\frac{1}{2n}\sum_{i=1}^n \lVert f(x_i) - y_i \rVert^2`.
+
+    Half the mean over examples of the squared error (summed over outputs for ``(n, k)`` arrays):
+    the loss that :func:`kdbook.kernels.linearized_dynamics` assumes, whose gradient step with
+    learning rate :math:`\eta` moves the outputs of a linearized model by
+    :math:`-\frac{\eta}{n} K (f(X) - y)`. For ``(n,)`` arrays it equals
+    ``optax.l2_loss(outputs, targets).mean()``; for ``(n, k)`` arrays that mean also averages
+    over the ``k`` outputs, while this sums them, as :func:`~kdbook.kernels.linearized_dynamics`
+    does.
+
+    Args:
+        outputs: ``(n,)`` or ``(n, k)`` (or ``(n, ...)``) model outputs :math:`f(x_i)`.
+        targets: :math:`y_i`, the same shape as ``outputs``.
+
+    Returns:
+        A scalar.
+
+    Raises:
+        ValueError: for shapes that differ (no broadcasting: ``(n, 1)`` outputs against ``(n,)``
+            targets would silently give an ``(n, n)`` error matrix), scalars, or an empty batch.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(squared_loss(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0])))  # (1 + 4) / 4
+        1.25
+    """
+    outputs, targets = jnp.asarray(outputs), jnp.asarray(targets)
+    if outputs.shape != targets.shape:
+        raise ValueError(
+            f"outputs and targets must have the same shape, got {outputs.shape} and "
+            f"{targets.shape} (select an output, e.g. outputs[:, 0], rather than broadcast)"
+        )
+    if outputs.ndim == 0 or outputs.shape[0] == 0:
+        raise ValueError(
+            f"outputs must have shape (n,) or (n, k) with n >= 1 examples, got {outputs.shape}"
+        )
+    squared = (outputs - targets) ** 2
+    if squared.ndim == 1:
+        return 0.5 * jnp.mean(squared)
+    return 0.5 * jnp.mean(jnp.sum(squared, axis=tuple(range(1, squared.ndim))))

@@ -186,8 +186,8 @@ def train_scan(
         >>> import optax
         >>> apply = lambda w, x: x @ w
         >>> x, y = jnp.eye(3), jnp.array([1.0, -2.0, 0.5])
-        >>> mse = lambda out, y: 0.5 * jnp.mean((out - y) ** 2)
-        >>> options = dict(loss=mse, optimizer=optax.adam(0.1), steps=5)
+        >>> from kdbook.losses import squared_loss
+        >>> options = dict(loss=squared_loss, optimizer=optax.adam(0.1), steps=5)
         >>> w, losses, state = train_scan(apply, jnp.zeros(3), (x, y), **options)
         >>> w, more, state = train_scan(apply, w, (x, y), opt_state=state, **options)
         >>> losses.shape

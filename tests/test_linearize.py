@@ -77,9 +77,14 @@ def test_gradient_descent_on_the_linearized_model_follows_the_closed_form_dynami
         for _ in range(steps):
             residual = f - y.reshape(-1)
             f, f_test = f - lr / n * big @ residual, f_test - lr / n * cross @ residual
-        loss = lambda out, target: 0.5 * jnp.mean(jnp.sum((out - target) ** 2, axis=1))  # noqa: E731
         result = kd.fit(
-            lin, params, (x, y), loss=loss, optimizer=optax.sgd(lr), steps=steps, progress=False
+            lin,
+            params,
+            (x, y),
+            loss=kd.squared_loss,
+            optimizer=optax.sgd(lr),
+            steps=steps,
+            progress=False,
         )
         np.testing.assert_allclose(lin(result.params, x).reshape(-1), f, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(

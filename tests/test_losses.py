@@ -222,3 +222,56 @@ KD = partial(kd.kd_loss, ZS, ZT, Y)
 def test_bad_input_raises_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------- squared loss
+
+
+def test_squared_loss_is_half_the_mean_squared_error_per_example():
+    rng = np.random.default_rng(4)
+    outputs, targets = rng.normal(size=(2, 9, 3))
+    # closed form: (1 / 2n) sum_i |f_i - y_i|^2, summed over the k outputs
+    expected = ((outputs - targets) ** 2).sum() / (2 * 9)
+    np.testing.assert_allclose(kd.squared_loss(outputs, targets), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        kd.squared_loss(outputs[:, 0], targets[:, 0]),
+        ((outputs[:, 0] - targets[:, 0]) ** 2).sum() / (2 * 9),
+        rtol=1e-6,
+    )
+    # one output: optax.l2_loss averaged over examples
+    np.testing.assert_allclose(
+        kd.squared_loss(outputs[:, 0], targets[:, 0]),
+        optax.l2_loss(outputs[:, 0], targets[:, 0]).mean(),
+        rtol=1e-6,
+    )
+    assert float(kd.squared_loss(jnp.array([1.0, 2.0]), jnp.zeros(2))) == 1.25
+
+
+def test_squared_loss_gradient_is_the_step_linearized_dynamics_assumes():
+    """One gradient step on a linear model f(x) = x w moves the outputs by -(eta/n) K r."""
+    rng = np.random.default_rng(5)
+    x, y = jnp.asarray(rng.normal(size=(6, 4))), jnp.asarray(rng.normal(size=6))
+    w = jnp.asarray(rng.normal(size=4))
+    eta = 0.3
+    grad = jax.grad(lambda w: kd.squared_loss(x @ w, y))(w)
+    moved = x @ (w - eta * grad) - x @ w
+    kernel = x @ x.T
+    np.testing.assert_allclose(moved, -eta / 6 * kernel @ (x @ w - y), rtol=1e-5, atol=1e-6)
+    f_train, _ = kd.linearized_dynamics(
+        kernel, y, times=[1], learning_rate=eta, f0_train=x @ w, discrete=True
+    )
+    np.testing.assert_allclose(f_train[0], x @ (w - eta * grad), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "outputs, targets",
+    [
+        (jnp.ones((4, 1)), jnp.ones(4)),  # would broadcast to (4, 4)
+        (jnp.ones(4), jnp.ones(5)),
+        (jnp.ones(()), jnp.ones(())),
+        (jnp.ones((0, 2)), jnp.ones((0, 2))),
+    ],
+)
+def test_squared_loss_rejects_shapes_that_differ_or_are_empty(outputs, targets):
+    with pytest.raises(ValueError, match="outputs"):
+        kd.squared_loss(outputs, targets)
