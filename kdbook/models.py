@@ -307,7 +307,7 @@ class Linear(nnx.Module):
 
 
 class DeepLinear(nnx.Module):
-    r"""A deep linear network :math:`f(x) = x W_1 W_2 \cdots W_N`: depth ``N``, no biases.
+    r"""A deep linear network :math:`f(x) = x W_1 W_2 \cdots W_N`: ``depth = N - 1``, no biases.
 
     It computes a linear function, with end-to-end weights :math:`W_1 \cdots W_N` (see
     :func:`end_to_end`), but gradient descent on the factors follows different dynamics than on
@@ -317,17 +317,20 @@ class DeepLinear(nnx.Module):
 
     Args:
         in_features: input dimension :math:`d`.
-        depth: number of weight matrices :math:`N \ge 1` (``1`` is a :class:`Linear` model).
-        width: width of the hidden layers (ignored when ``depth = 1``).
+        depth: number of hidden layers ``L >= 0``, as in :class:`MLP`: the network has
+            :math:`N = L + 1` weight matrices (``0`` is a :class:`Linear` model).
+        width: width of the hidden layers (ignored when ``depth = 0``).
         out_features: number of outputs.
-        init_scale: :math:`s > 0` (for ``depth >= 2``, zero weights are a stationary point that
+        init_scale: :math:`s > 0` (for ``depth >= 1``, zero weights are a stationary point that
             gradient descent never leaves).
         rngs: NNX random streams.
 
     Example:
         >>> from kdbook.functional import functionalize
-        >>> model = DeepLinear(50, depth=3, width=30, init_scale=0.1, rngs=nnx.Rngs(0))
+        >>> model = DeepLinear(50, depth=2, width=30, init_scale=0.1, rngs=nnx.Rngs(0))
         >>> apply, params = functionalize(model)
+        >>> len(params["layers"])  # depth + 1 weight matrices
+        3
         >>> end_to_end(params).shape
         (50, 1)
     """
@@ -343,13 +346,13 @@ class DeepLinear(nnx.Module):
         rngs: nnx.Rngs,
     ):
         _check_int("in_features", in_features)
-        _check_int("depth", depth)
+        _check_int("depth", depth, minimum=0)
         _check_int("width", width)
         _check_int("out_features", out_features)
         _check_positive(
             "init_scale", init_scale, why="all-zero factors never move under gradient descent"
         )
-        sizes = [in_features] + [width] * (depth - 1) + [out_features]
+        sizes = [in_features] + [width] * depth + [out_features]
         layers = [
             Linear(a, out_features=b, init_scale=init_scale, rngs=rngs)
             for a, b in zip(sizes[:-1], sizes[1:], strict=True)
