@@ -12,7 +12,8 @@ pytree helpers), :mod:`kdbook.ntk` (empirical and infinite-width NTKs), :mod:`kd
 :mod:`kdbook.losses` (KD objective), :mod:`kdbook.train` (training loops), :mod:`kdbook.data`
 (synthetic tasks and digits), :mod:`kdbook.theory` (the theory's quantities),
 :mod:`kdbook.prune` (masks, masked training, lottery tickets),
-:mod:`kdbook.plotting` (house style), :mod:`kdbook.precision` (float64 switch).
+:mod:`kdbook.plotting` (house style), :mod:`kdbook.precision` (the 64-bit switch,
+:func:`~kdbook.precision.enable_x64`).
 """
 
 from kdbook import plotting, prune
@@ -54,7 +55,7 @@ from kdbook.losses import (
 )
 from kdbook.models import MLP, DeepLinear, Dense, Linear, TwoLayerNet, end_to_end
 from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels, two_layer_ntk
-from kdbook.precision import float64
+from kdbook.precision import enable_x64
 from kdbook.theory import (
     angular_cdf,
     boundary_angles,
@@ -95,10 +96,10 @@ __all__ = [
     "digits_split",
     "distill",
     "empirical_ntk",
+    "enable_x64",
     "fit",
     "fit_power_law",
     "flip_labels",
-    "float64",
     "functionalize",
     "infinite_kernels",
     "kd_logit_gradient",

@@ -23,7 +23,7 @@ kernel-regime quantities of :mod:`kdbook.theory` (:func:`~kdbook.theory.kernel_c
 Cholesky factorisation cannot handle in its dtype, because it has a negative eigenvalue or is too
 ill-conditioned (a float32 kernel on near-duplicate inputs has a condition number beyond
 :math:`10^8`), raises :class:`numpy.linalg.LinAlgError` (a subclass of ``ValueError``) whose
-message suggests a ridge or float64 (:func:`kdbook.precision.float64`); it never returns NaN
+message suggests a ridge or float64 (:func:`kdbook.precision.enable_x64`); it never returns NaN
 silently. Value checks (symmetry, signs, non-finite results) need concrete arrays: for traced
 arguments, inside ``jax.jit`` or ``jax.vmap``, only shapes are checked and results are returned
 as they are.
@@ -126,7 +126,7 @@ def _not_positive_definite(name: str, kernel: jax.Array) -> np.linalg.LinAlgErro
         f"eigenvalue, or it is too ill-conditioned for {dtype} (for example near-duplicate "
         f"inputs). Add a ridge to its diagonal, e.g. ridge={suggestion:.1e} (1e-6 times the mean "
         "diagonal; increase it if this error persists), or compute in float64 inside "
-        "`with kdbook.float64():`."
+        "`with kdbook.enable_x64():`."
     )
 
 

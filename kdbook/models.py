@@ -257,12 +257,14 @@ class TwoLayerNet(nnx.Module):
 
 
 class Linear(nnx.Module):
-    r"""A linear model without bias: :math:`f(x) = x W`, the student of linear distillation.
+    r"""Linear map :math:`f(x) = x W` with no bias, starting at W = 0 (unlike ``nnx.Linear``).
 
-    The weights are used as they are (no parameterization factor), so gradient descent on
-    :math:`W` is plain gradient descent on the model's weight vector. They start at zero by
-    default, where gradient descent on a loss of the outputs never leaves the span of the inputs;
-    with ``init_scale = s > 0`` they start at :math:`W_{ij} \sim N(0, s^2 / d)`.
+    The student of linear distillation. ``flax.nnx.Linear`` has a bias and random initial
+    weights; this model has neither, by default. The weights are used as they are (no
+    parameterization factor), so gradient descent on :math:`W` is plain gradient descent on the
+    model's weight vector. They start at zero by default, where gradient descent on a loss of the
+    outputs never leaves the span of the inputs; with ``init_scale = s > 0`` they start at
+    :math:`W_{ij} \sim N(0, s^2 / d)`.
 
     Args:
         in_features: input dimension :math:`d`.

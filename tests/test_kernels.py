@@ -63,7 +63,7 @@ def near_duplicate_kernel(n=40, dim=3, seed=0):
 def test_kernel_solve_and_regression_match_numpy_solve(ridge):
     kernel, cross, y, _, _ = problem(jitter=1e-3)
     reference = np.linalg.solve(kernel + ridge * np.eye(len(kernel)), y)
-    with kd.float64():
+    with kd.enable_x64():
         solution = kernel_solve(kernel, y, ridge=ridge)
         vector = kernel_solve(kernel, y[:, 0], ridge=ridge)
         predicted = kernel_regression(kernel, y, kernel_test_train=cross, ridge=ridge)
@@ -77,7 +77,7 @@ def test_kernel_solve_and_regression_match_numpy_solve(ridge):
 
 def test_minimum_norm_regression_interpolates_the_training_targets():
     kernel, _, y, _, _ = problem()
-    with kd.float64():
+    with kd.enable_x64():
         fitted = kernel_regression(kernel, y)
     np.testing.assert_allclose(fitted, y, atol=1e-8)
 
@@ -103,7 +103,7 @@ def test_kernel_solve_runs_under_jit():
 
 def test_kernel_spectrum_is_descending_and_reconstructs_the_kernel():
     kernel, _, _, _, _ = problem()
-    with kd.float64():
+    with kd.enable_x64():
         eigenvalues, eigenvectors = kernel_spectrum(kernel)
     eigenvalues, eigenvectors = np.asarray(eigenvalues), np.asarray(eigenvectors)
     assert np.all(np.diff(eigenvalues) <= 0)
@@ -130,7 +130,7 @@ def test_discrete_dynamics_match_explicit_gradient_descent(stability):
     reference_train, reference_test = gradient_descent(
         kernel, cross, y, f0, f0_test, learning_rate, steps
     )
-    with kd.float64():
+    with kd.enable_x64():
         f_train, f_test = linearized_dynamics(
             kernel,
             y,
@@ -155,7 +155,7 @@ def test_discrete_dynamics_with_a_singular_kernel_match_gradient_descent():
     reference_train, reference_test = gradient_descent(
         kernel, cross, y, np.zeros(12), np.zeros(4), 1.0, steps
     )
-    with kd.float64():
+    with kd.enable_x64():
         f_train, f_test = linearized_dynamics(
             kernel, y, times=steps, learning_rate=1.0, kernel_test_train=cross, discrete=True
         )
@@ -173,7 +173,7 @@ def test_discrete_dynamics_with_a_singular_kernel_match_gradient_descent():
 def test_gradient_flow_matches_the_matrix_exponential():
     kernel, cross, y, f0, f0_test = problem()
     n, learning_rate, times = len(kernel), 0.7, [0.0, 0.5, 3.0, 40.0]
-    with kd.float64():
+    with kd.enable_x64():
         f_train, f_test = linearized_dynamics(
             kernel,
             y,
@@ -197,7 +197,7 @@ def test_gradient_flow_is_the_small_step_limit_of_gradient_descent():
     flow_train, flow_test = linearized_dynamics(
         kernel, y, times=[2.0, 5.0], learning_rate=1.0, kernel_test_train=cross
     )
-    with kd.float64():
+    with kd.enable_x64():
         gd_train, gd_test = linearized_dynamics(
             kernel,
             y,
@@ -212,7 +212,7 @@ def test_gradient_flow_is_the_small_step_limit_of_gradient_descent():
 
 def test_infinite_time_is_kernel_regression_and_the_large_time_limit():
     kernel, cross, y, f0, f0_test = problem(jitter=0.05)
-    with kd.float64():
+    with kd.enable_x64():
         f_train, f_test = linearized_dynamics(
             kernel,
             y,
@@ -239,7 +239,7 @@ def test_infinite_time_is_kernel_regression_and_the_large_time_limit():
 def test_residual_decays_along_each_eigendirection_at_its_own_rate():
     kernel, _, y, _, _ = problem()
     n, learning_rate, times = len(kernel), 2.0, np.array([0.0, 1.0, 10.0, 100.0])
-    with kd.float64():
+    with kd.enable_x64():
         eigenvalues, eigenvectors = kernel_spectrum(kernel)
         f_train, _ = linearized_dynamics(kernel, y[:, 0], times=times, learning_rate=learning_rate)
     components = (y[:, 0][None, :] - np.asarray(f_train)) @ np.asarray(eigenvectors)  # (T, n)
@@ -294,7 +294,7 @@ def test_a_ridge_or_float64_fixes_the_ill_conditioned_kernel():
     assert np.isfinite(
         np.asarray(kernel_regression(kernel, y, kernel_test_train=cross, ridge=ridge))
     ).all()
-    with kd.float64():
+    with kd.enable_x64():
         solution = kernel_solve(kernel, y)
         f_train, f_test = linearized_dynamics(
             kernel, y, times=[np.inf], learning_rate=1.0, kernel_test_train=cross
@@ -311,7 +311,7 @@ def test_finite_time_dynamics_of_the_ill_conditioned_kernel_stay_finite_in_float
     f_train, f_test = linearized_dynamics(
         kernel, y, times=[0, 10, 1e4], learning_rate=1.0, kernel_test_train=cross
     )
-    with kd.float64():
+    with kd.enable_x64():
         reference_train, reference_test = linearized_dynamics(
             kernel, y, times=[0, 10, 1e4], learning_rate=1.0, kernel_test_train=cross
         )

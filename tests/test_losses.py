@@ -43,7 +43,7 @@ def _naive_kd(zs, zt, y, rho, T, convention, eps=0.0, soft_term="kl"):
 @pytest.mark.parametrize("soft_term", ["kl", "ce"])
 def test_kd_loss_matches_naive_reference(convention, soft_term):
     zs, zt, y = _logits(0)
-    with kd.float64():
+    with kd.enable_x64():
         got = kd.kd_loss(
             zs,
             zt,
@@ -72,7 +72,7 @@ def test_autodiff_gradient_equals_closed_form(form, convention, temperature):
         convention=convention,
         label_smoothing=0.05,
     )
-    with kd.float64():
+    with kd.enable_x64():
         autodiff = jax.grad(lambda z: kd.kd_loss(z, zt, y, **options))(jnp.asarray(zs))
         closed = kd.kd_logit_gradient(zs, zt, y, **options)
         np.testing.assert_allclose(autodiff, closed, rtol=1e-10, atol=1e-14)
@@ -87,7 +87,7 @@ def test_teacher_logits_get_no_gradient():
 @pytest.mark.parametrize("temperature", [1.0, 5.0])
 def test_soft_ratio_zero_is_cross_entropy(temperature):
     zs, zt, y = _logits(3)
-    with kd.float64():
+    with kd.enable_x64():
         loss = kd.kd_loss(zs, zt, y, soft_ratio=0.0, temperature=temperature)
         np.testing.assert_allclose(loss, kd.cross_entropy(zs, y), rtol=1e-12)
         shared = kd.kd_loss(zs, zt, y, soft_ratio=0.0, temperature=temperature, convention="shared")
@@ -96,7 +96,7 @@ def test_soft_ratio_zero_is_cross_entropy(temperature):
 
 def test_soft_ratio_one_is_the_soft_target_loss_and_ignores_labels():
     zs, zt, y = _logits(4)
-    with kd.float64():
+    with kd.enable_x64():
         a = kd.kd_loss(zs, zt, y, soft_ratio=1.0, temperature=2.0)
         b = kd.kd_loss(zs, zt, (y + 1) % 5, soft_ratio=1.0, temperature=2.0)
         pt, ps = _softmax(zt / 2), _softmax(zs / 2)
@@ -107,7 +107,7 @@ def test_soft_ratio_one_is_the_soft_target_loss_and_ignores_labels():
 
 def test_kl_is_zero_when_student_equals_teacher_and_ce_exceeds_it_by_the_entropy():
     _, zt, y = _logits(5)
-    with kd.float64():
+    with kd.enable_x64():
         kl = kd.kd_loss(zt, zt, y, soft_ratio=1.0, temperature=3.0, soft_term="kl")
         ce = kd.kd_loss(zt, zt, y, soft_ratio=1.0, temperature=3.0, soft_term="ce")
         pt = _softmax(zt / 3)
@@ -121,7 +121,7 @@ def test_sigmoid_form_matches_a_two_class_softmax():
     zs, zt, y = _logits(6)
     zs, zt, y = zs[:, 0], zt[:, 0], y % 2
     two = lambda z: np.stack([np.zeros_like(z), z], axis=1)  # noqa: E731
-    with kd.float64():
+    with kd.enable_x64():
         for convention in ["hinton", "shared"]:
             options = dict(
                 soft_ratio=0.4, temperature=2.5, convention=convention, label_smoothing=0.1
@@ -162,7 +162,7 @@ def test_large_temperature_gradient_approaches_logit_matching(form):
     zs, zt, y = _logits(9, scale=1.0)
     if form == "sigmoid":
         zs, zt, y = zs[:, 0], zt[:, 0], y % 2
-    with kd.float64():
+    with kd.enable_x64():
         target = jax.grad(lambda z: kd.logit_matching_loss(z, zt, form=form))(jnp.asarray(zs))
         temperatures = np.array([4.0, 16.0, 64.0, 256.0])
         errors = []

@@ -153,7 +153,7 @@ SOFT = partial(kd.kd_loss, soft_ratio=1.0, temperature=1.0, form="sigmoid")
 def test_a_linear_student_on_soft_labels_converges_to_the_projection(n):
     """Gradient descent from zero reaches P_X w* (w* itself once n >= d)."""
     d = 20
-    with kd.float64():
+    with kd.enable_x64():
         x, w_star, data = _soft_label_data(n, d, jax.random.key(n))
         apply, params = kd.functionalize(models.Linear(d))
         learning_rate = 4 * n / float(jnp.linalg.eigvalsh(x.T @ x)[-1])
