@@ -138,6 +138,86 @@ def test_cross_entropy_matches_optax():
     smooth = optax.smooth_labels(jax.nn.one_hot(y, 5), 0.2)
     want = optax.softmax_cross_entropy(jnp.asarray(zs), smooth).mean()
     np.testing.assert_allclose(kd.cross_entropy(zs, y, label_smoothing=0.2), want, rtol=1e-6)
+    binary = jnp.asarray(zs[:, 0], jnp.float32)
+    want = optax.sigmoid_binary_cross_entropy(binary, jnp.asarray(y % 2, jnp.float32)).mean()
+    np.testing.assert_allclose(kd.cross_entropy(binary, y % 2, form="sigmoid"), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_soft_terms_match_optax(temperature):
+    """The soft terms against Optax's cross-entropy and KL, in float32, to 1e-6."""
+    zs, zt, y = (jnp.asarray(a) for a in _logits(12))
+    zs, zt = zs.astype(jnp.float32), zt.astype(jnp.float32)
+    teacher = jax.nn.softmax(zt / temperature)
+    options = dict(soft_ratio=1.0, temperature=temperature, convention="shared")
+    ce = kd.kd_loss(zs, zt, y, soft_term="ce", **options)
+    want_ce = optax.softmax_cross_entropy(zs / temperature, teacher).mean()
+    np.testing.assert_allclose(ce, want_ce, rtol=1e-6, atol=1e-6)
+    kl = kd.kd_loss(zs, zt, y, soft_term="kl", **options)
+    want_kl = optax.kl_divergence(jax.nn.log_softmax(zs / temperature), teacher).mean()
+    np.testing.assert_allclose(kl, want_kl, rtol=1e-6, atol=1e-6)
+    # the sigmoid form is the two-class case
+    two = lambda z: jnp.stack([jnp.zeros_like(z), z], axis=1)  # noqa: E731
+    binary = kd.kd_loss(zs[:, 0], zt[:, 0], y % 2, form="sigmoid", soft_term="kl", **options)
+    want_binary = optax.kl_divergence(
+        jax.nn.log_softmax(two(zs[:, 0]) / temperature), jax.nn.softmax(two(zt[:, 0]) / temperature)
+    ).mean()
+    np.testing.assert_allclose(binary, want_binary, rtol=1e-6, atol=1e-6)
+
+
+def _float64_kl_rows(zs, zt, temperature):
+    """KL(p_T(zt) || p_T(zs)) per row in float64 NumPy, from the float32 logits."""
+    a, b = (np.asarray(z, np.float64) / temperature for z in (zs, zt))
+    log_ps = (
+        a - np.log(np.exp(a - a.max(1, keepdims=True)).sum(1, keepdims=True)) - a.max(1)[:, None]
+    )
+    log_pt = (
+        b - np.log(np.exp(b - b.max(1, keepdims=True)).sum(1, keepdims=True)) - b.max(1)[:, None]
+    )
+    return (np.exp(log_pt) * (log_pt - log_ps)).sum(1)
+
+
+@pytest.mark.parametrize("delta", [1e-2, 1e-3])
+def test_tiny_kl_stays_non_negative_and_precise_in_float32(delta):
+    """Student ~ teacher: KL ~ delta^2, below float32's resolution of CE and H, both O(1)."""
+    rng = np.random.default_rng(13)
+    zt = 3.0 * rng.normal(size=(256, 10))
+    zs = zt + delta * rng.normal(size=zt.shape)
+    zt32, zs32 = jnp.asarray(zt, jnp.float32), jnp.asarray(zs, jnp.float32)
+    y = jnp.zeros(256, jnp.int32)
+    temperature = 2.0
+    reference = _float64_kl_rows(zs32, zt32, temperature)
+    rows = np.asarray(kd.losses._kl_rows(zs32, zt32, temperature, "softmax"), np.float64)
+    assert np.all(rows >= 0)
+    np.testing.assert_allclose(rows, reference, rtol=1e-4)
+    options = dict(soft_ratio=1.0, temperature=temperature, convention="shared")
+    kl = kd.kd_loss(zs32, zt32, y, soft_term="kl", **options)
+    assert kl.dtype == jnp.float32 and float(kl) >= 0
+    np.testing.assert_allclose(float(kl), reference.mean(), rtol=1e-5)
+    # what the cross-entropy minus the entropy gives: round-off of O(1) numbers, not the KL
+    ce = kd.kd_loss(zs32, zt32, y, soft_term="ce", **options)
+    teacher = jax.nn.softmax(zt32 / temperature)
+    entropy = -jnp.mean(jnp.sum(teacher * jnp.log(teacher), axis=1))
+    assert abs(float(ce - entropy) - reference.mean()) > 100 * abs(float(kl) - reference.mean())
+
+
+def test_kl_and_ce_soft_terms_have_the_same_gradient_bit_for_bit():
+    """The KL's value is computed on its own; its gradient is the cross-entropy's, unchanged."""
+    zs, zt, y = (jnp.asarray(a, jnp.float32) for a in _logits(14))
+    y = y.astype(jnp.int32)
+
+    def gradient(student, teacher, labels, **options):
+        return jax.grad(lambda z: kd.kd_loss(z, teacher, labels, **options))(student)
+
+    for form, student, teacher, labels in [
+        ("softmax", zs, zt, y),
+        ("sigmoid", zs[:, 0], zt[:, 0], y % 2),
+    ]:
+        for convention in ["hinton", "shared"]:
+            options = dict(soft_ratio=0.7, temperature=3.0, form=form, convention=convention)
+            kl = gradient(student, teacher, labels, soft_term="kl", **options)
+            ce = gradient(student, teacher, labels, soft_term="ce", **options)
+            np.testing.assert_array_equal(kl, ce)
 
 
 def test_smooth_labels_and_soft_targets_are_distributions():
