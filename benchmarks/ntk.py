@@ -123,7 +123,7 @@ def w2() -> None:
         flops,
     )
     fast = np.asarray(empirical_ntk(apply, params, x, method="structured"), np.float64)
-    with kd.float64():
+    with kd.enable_x64():
         params64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), params)
         x64 = jnp.asarray(np.asarray(x), jnp.float64)
         exact = np.asarray(empirical_ntk(apply, params64, x64, method="jacobian", batch_size=32))

@@ -2,7 +2,9 @@
 
 The library behind the executable textbook *Knowledge Distillation in the Kernel Regime*. Every
 model becomes a pure function ``apply(params, x)`` (:func:`kdbook.functional.functionalize`); the
-NTK, linearization, pruning and theory code work on that contract and on pytrees.
+NTK, linearization, pruning and theory code work on that contract and on pytrees. Every function
+that draws random numbers takes its PRNG key as the keyword-only argument ``key=`` (samplers too:
+``kd.sample_sphere(100, dim=3, key=key)``), whether the key is required or optional.
 
 Modules: :mod:`kdbook.models` (Flax NNX networks), :mod:`kdbook.functional` (the contract and
 pytree helpers), :mod:`kdbook.ntk` (empirical and infinite-width NTKs), :mod:`kdbook.kernels`
@@ -10,7 +12,8 @@ pytree helpers), :mod:`kdbook.ntk` (empirical and infinite-width NTKs), :mod:`kd
 :mod:`kdbook.losses` (KD objective), :mod:`kdbook.train` (training loops), :mod:`kdbook.data`
 (synthetic tasks and digits), :mod:`kdbook.theory` (the theory's quantities),
 :mod:`kdbook.prune` (masks, masked training, lottery tickets),
-:mod:`kdbook.plotting` (house style), :mod:`kdbook.precision` (float64 switch).
+:mod:`kdbook.plotting` (house style), :mod:`kdbook.precision` (the 64-bit switch,
+:func:`~kdbook.precision.enable_x64`).
 """
 
 from kdbook import plotting, prune
@@ -48,10 +51,11 @@ from kdbook.losses import (
     logit_matching_loss,
     smooth_labels,
     soft_targets,
+    squared_loss,
 )
 from kdbook.models import MLP, DeepLinear, Dense, Linear, TwoLayerNet, end_to_end
 from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels, two_layer_ntk
-from kdbook.precision import float64
+from kdbook.precision import enable_x64
 from kdbook.theory import (
     angular_cdf,
     boundary_angles,
@@ -92,10 +96,10 @@ __all__ = [
     "digits_split",
     "distill",
     "empirical_ntk",
+    "enable_x64",
     "fit",
     "fit_power_law",
     "flip_labels",
-    "float64",
     "functionalize",
     "infinite_kernels",
     "kd_logit_gradient",
@@ -119,6 +123,7 @@ __all__ = [
     "sample_uniform",
     "smooth_labels",
     "soft_targets",
+    "squared_loss",
     "train_scan",
     "tree_add",
     "tree_angle",

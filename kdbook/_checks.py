@@ -1,8 +1,13 @@
-"""Argument checks shared by kdbook's modules (private): one wording for the same error."""
+"""Argument checks shared by kdbook's modules (private): one wording for the same error.
+
+Every message names the argument and what is allowed. Value checks of numbers are skipped for
+traced values (inside ``jax.jit`` or ``jax.vmap``), where only a concrete value can be compared.
+"""
 
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 
 def is_concrete(*values) -> bool:
@@ -10,6 +15,45 @@ def is_concrete(*values) -> bool:
     return not any(isinstance(value, jax.core.Tracer) for value in values)
 
 
-def check_choice(name: str, value, allowed) -> None:
+def _with_reason(message: str, why: str) -> str:
+    return f"{message} ({why})" if why else message
+
+
+def check_choice(name: str, value, allowed, *, why: str = "") -> None:
+    """``value`` must be one of ``allowed``."""
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+        raise ValueError(
+            _with_reason(f"{name} must be one of {tuple(allowed)}, got {value!r}", why)
+        )
+
+
+def check_int(name: str, value, *, minimum: int = 1, allow_none: bool = False) -> None:
+    """``value`` must be a Python or NumPy integer (not a bool) ``>= minimum`` (or ``None``)."""
+    if allow_none and value is None:
+        return
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
+        allowed = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def check_unit_interval(name: str, value, *, closed_right: bool = True) -> None:
+    """``value`` must lie in ``[0, 1]`` (or ``[0, 1)`` with ``closed_right=False``)."""
+    if not is_concrete(value):
+        return
+    v = float(value)
+    inside = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0  # also rejects NaN
+    if not inside:
+        interval = "[0, 1]" if closed_right else "[0, 1)"
+        raise ValueError(f"{name} must lie in {interval}, got {v!r}")
+
+
+def check_positive(name: str, value, *, why: str = "") -> None:
+    """``value`` must be a number ``> 0``."""
+    if is_concrete(value) and not float(value) > 0:  # also rejects NaN
+        raise ValueError(_with_reason(f"{name} must be > 0, got {float(value)!r}", why))
+
+
+def check_nonnegative(name: str, value, *, why: str = "") -> None:
+    """``value`` must be a number ``>= 0``."""
+    if is_concrete(value) and not float(value) >= 0:  # also rejects NaN
+        raise ValueError(_with_reason(f"{name} must be >= 0, got {float(value)!r}", why))

@@ -1,8 +1,11 @@
 """Data: the synthetic generators the chapters use, and splits of scikit-learn's digits.
 
-Everything takes an explicit PRNG key and returns JAX arrays. A *task* (the mixture's means, a
-bump function) is made once from one key; samples are then drawn from it with other keys, so train
-and test sets come from the same distribution. Nothing is downloaded: the digits ship with
+Everything takes an explicit PRNG key and returns JAX arrays. As everywhere in kdbook, the key is
+a keyword-only argument, ``key=`` (``sample_sphere(100, dim=3, key=key)``, not JAX's key-first
+``jax.random.normal(key, shape)``), so that a call reads the same whether the key is required, as
+here, or optional, as in :func:`kdbook.train.fit`. A *task* (the mixture's means, a bump function)
+is made once from one key; samples are then drawn from it with other keys, so train and test sets
+come from the same distribution. Nothing is downloaded: the digits ship with
 scikit-learn.
 """
 
@@ -13,6 +16,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_positive as _check_positive
+from kdbook._checks import check_unit_interval as _check_unit_interval
 
 __all__ = [
     "GaussianBumps",
@@ -27,16 +34,6 @@ __all__ = [
     "sample_sphere",
     "sample_uniform",
 ]
-
-
-def _check_count(name: str, value, *, minimum: int = 1) -> None:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_probability(name: str, value) -> None:
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
 
 
 class GaussianMixture(NamedTuple):
@@ -58,8 +55,8 @@ class GaussianMixture(NamedTuple):
 
 
 def make_gaussian_mixture(
-    key: jax.Array,
     *,
+    key: jax.Array,
     dim: int,
     num_classes: int = 2,
     modes_per_class: int = 1,
@@ -79,11 +76,11 @@ def make_gaussian_mixture(
         separation: scale of the centres.
         std: standard deviation of each mode.
     """
-    _check_count("dim", dim)
-    _check_count("num_classes", num_classes, minimum=2)
-    _check_count("modes_per_class", modes_per_class)
-    if not std > 0 or not separation > 0:
-        raise ValueError(f"std and separation must be > 0, got std={std}, separation={separation}")
+    _check_int("dim", dim)
+    _check_int("num_classes", num_classes, minimum=2)
+    _check_int("modes_per_class", modes_per_class)
+    _check_positive("separation", separation)
+    _check_positive("std", std)
     modes = num_classes * modes_per_class
     means = separation * jax.random.normal(key, (modes, dim))
     mode_labels = jnp.repeat(jnp.arange(num_classes), modes_per_class)
@@ -91,8 +88,8 @@ def make_gaussian_mixture(
 
 
 def make_hierarchical_mixture(
-    key: jax.Array,
     *,
+    key: jax.Array,
     dim: int,
     num_superclasses: int,
     classes_per_superclass: int,
@@ -111,9 +108,9 @@ def make_hierarchical_mixture(
         ``num_superclasses * classes_per_superclass`` classes, and the ``(classes,)`` superclass
         index of each class.
     """
-    _check_count("dim", dim)
-    _check_count("num_superclasses", num_superclasses)
-    _check_count("classes_per_superclass", classes_per_superclass)
+    _check_int("dim", dim)
+    _check_int("num_superclasses", num_superclasses)
+    _check_int("classes_per_superclass", classes_per_superclass)
     num_classes = num_superclasses * classes_per_superclass
     if num_classes < 2:
         raise ValueError("the hierarchy needs at least 2 classes in total")
@@ -130,36 +127,36 @@ def make_hierarchical_mixture(
 
 
 def sample_gaussian_mixture(
-    key: jax.Array, mixture: GaussianMixture, n: int, *, label_flip: float = 0.0
+    mixture: GaussianMixture, n: int, *, key: jax.Array, label_flip: float = 0.0
 ) -> tuple[jax.Array, jax.Array]:
     """Draw ``n`` labelled points: a uniform mode, then a Gaussian sample around its mean.
 
     Args:
-        key: PRNG key for this sample.
         mixture: the task, from :func:`make_gaussian_mixture`.
         n: number of points.
+        key: PRNG key for this sample.
         label_flip: probability that a label is replaced by a different, uniformly chosen class.
 
     Returns:
         ``(x, y)`` with shapes ``(n, dim)`` and ``(n,)`` (int32).
     """
-    _check_count("n", n)
-    _check_probability("label_flip", label_flip)
+    _check_int("n", n)
+    _check_unit_interval("label_flip", label_flip)
     k_mode, k_noise, k_flip = jax.random.split(key, 3)
     modes = jax.random.randint(k_mode, (n,), 0, mixture.means.shape[0])
     x = mixture.means[modes] + mixture.std * jax.random.normal(k_noise, (n, mixture.means.shape[1]))
     y = mixture.mode_labels[modes].astype(jnp.int32)
     if label_flip > 0:
-        y = flip_labels(k_flip, y, label_flip, num_classes=mixture.num_classes)
+        y = flip_labels(y, label_flip, num_classes=mixture.num_classes, key=k_flip)
     return x, y
 
 
 def flip_labels(
-    key: jax.Array, labels: jax.Array, probability: float, *, num_classes: int
+    labels: jax.Array, probability: float, *, key: jax.Array, num_classes: int
 ) -> jax.Array:
     """Replace each label, with the given probability, by a different class chosen uniformly."""
-    _check_probability("probability", probability)
-    _check_count("num_classes", num_classes, minimum=2)
+    _check_unit_interval("probability", probability)
+    _check_int("num_classes", num_classes, minimum=2)
     k_which, k_shift = jax.random.split(key)
     flip = jax.random.bernoulli(k_which, probability, labels.shape)
     shift = jax.random.randint(k_shift, labels.shape, 1, num_classes)
@@ -167,7 +164,7 @@ def flip_labels(
 
 
 def sample_angular(
-    key: jax.Array, n: int, *, dim: int, kappa: float
+    n: int, *, key: jax.Array, dim: int, kappa: float
 ) -> tuple[jax.Array, jax.Array]:
     r"""Two-class data on the unit sphere with a controlled margin distribution.
 
@@ -180,18 +177,17 @@ def sample_angular(
     uniform unit vector :math:`u \perp e_1`.
 
     Args:
-        key: PRNG key.
         n: number of points.
+        key: PRNG key.
         dim: input dimension ``>= 2``.
         kappa: geometry exponent :math:`\kappa > 0`.
 
     Returns:
         ``(x, y)``: ``(n, dim)`` unit vectors and ``(n,)`` labels ``y = 1[x_1 > 0]`` (int32).
     """
-    _check_count("n", n)
-    _check_count("dim", dim, minimum=2)
-    if not kappa > 0:
-        raise ValueError(f"kappa must be > 0, got {kappa!r}")
+    _check_int("n", n)
+    _check_int("dim", dim, minimum=2)
+    _check_positive("kappa", kappa)
     k_angle, k_sign, k_dir = jax.random.split(key, 3)
     angle = 0.5 * jnp.pi * jax.random.uniform(k_angle, (n,)) ** (1.0 / kappa)
     sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (n,)), 1.0, -1.0)
@@ -223,43 +219,42 @@ class GaussianBumps(NamedTuple):
 
 
 def make_gaussian_bumps(
-    key: jax.Array, *, dim: int = 1, num_bumps: int = 8, width: float = 0.3, amplitude: float = 4.0
+    *, key: jax.Array, dim: int = 1, num_bumps: int = 8, width: float = 0.3, amplitude: float = 4.0
 ) -> GaussianBumps:
     """A random :class:`GaussianBumps` function (``dim=1`` gives the book's 1-D example)."""
-    _check_count("dim", dim)
-    _check_count("num_bumps", num_bumps)
-    if not width > 0:
-        raise ValueError(f"width must be > 0, got {width!r}")
+    _check_int("dim", dim)
+    _check_int("num_bumps", num_bumps)
+    _check_positive("width", width)
     k_c, k_s, k_ref = jax.random.split(key, 3)
     centers = jax.random.uniform(k_c, (num_bumps, dim), minval=-1.0, maxval=1.0)
     signs = jnp.where(jax.random.bernoulli(k_s, 0.5, (num_bumps,)), 1.0, -1.0)
     unshifted = GaussianBumps(centers, signs, float(width), float(amplitude), 0.0)
-    reference = sample_uniform(k_ref, 20_000, dim=dim)
+    reference = sample_uniform(20_000, dim=dim, key=k_ref)
     offset = float(jnp.median(unshifted.logits(reference))) / amplitude
     return unshifted._replace(offset=offset)
 
 
-def sample_uniform(key: jax.Array, n: int, *, dim: int) -> jax.Array:
+def sample_uniform(n: int, *, key: jax.Array, dim: int) -> jax.Array:
     """``n`` inputs uniform on ``[-1, 1]^dim``, shape ``(n, dim)``."""
-    _check_count("n", n)
-    _check_count("dim", dim)
+    _check_int("n", n)
+    _check_int("dim", dim)
     return jax.random.uniform(key, (n, dim), minval=-1.0, maxval=1.0)
 
 
-def sample_sphere(key: jax.Array, n: int, *, dim: int) -> jax.Array:
+def sample_sphere(n: int, *, key: jax.Array, dim: int) -> jax.Array:
     r"""``n`` inputs uniform on the unit sphere of ``R^dim``, shape ``(n, dim)``.
 
     The inputs of the two-layer analyses of Du et al. (2019) and Arora et al. (2019), who assume
     :math:`\lVert x \rVert = 1`: normalised standard Gaussian vectors.
     """
-    _check_count("n", n)
-    _check_count("dim", dim)
+    _check_int("n", n)
+    _check_int("dim", dim)
     x = jax.random.normal(key, (n, dim))
     return x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
 
 def digits_split(
-    key: jax.Array, *, n_train: int = 1000, n_test: int = 797, return_indices: bool = False
+    *, key: jax.Array, n_train: int = 1000, n_test: int = 797, return_indices: bool = False
 ) -> tuple[jax.Array, ...]:
     """A random train/test split of scikit-learn's 8x8 digits (1797 images, 10 classes).
 
@@ -279,8 +274,8 @@ def digits_split(
     """
     from sklearn.datasets import load_digits
 
-    _check_count("n_train", n_train)
-    _check_count("n_test", n_test)
+    _check_int("n_train", n_train)
+    _check_int("n_test", n_test)
     digits = load_digits()
     total = digits.data.shape[0]
     if n_train + n_test > total:

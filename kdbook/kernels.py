@@ -13,11 +13,17 @@ shared by every output (as for the NTK of a network whose output layer is a plai
 * :func:`linearized_dynamics` gives the predictions of a linearized model trained by gradient
   descent (or gradient flow) under the mean squared error, in closed form, at any times.
 
+**Calling convention.** Every function takes the kernel on the training inputs first and the
+``targets`` second, positionally; everything else is keyword-only (``kernel_test_train=``,
+``ridge=``, ``times=``, ...): ``kernel_regression(K, y, kernel_test_train=K_star)``. The
+kernel-regime quantities of :mod:`kdbook.theory` (:func:`~kdbook.theory.kernel_complexity`,
+:func:`~kdbook.theory.kernel_alignment`) follow it too.
+
 **Errors.** Bad shapes or values raise ``ValueError`` naming the argument. A kernel that a
 Cholesky factorisation cannot handle in its dtype, because it has a negative eigenvalue or is too
 ill-conditioned (a float32 kernel on near-duplicate inputs has a condition number beyond
 :math:`10^8`), raises :class:`numpy.linalg.LinAlgError` (a subclass of ``ValueError``) whose
-message suggests a ridge or float64 (:func:`kdbook.precision.float64`); it never returns NaN
+message suggests a ridge or float64 (:func:`kdbook.precision.enable_x64`); it never returns NaN
 silently. Value checks (symmetry, signs, non-finite results) need concrete arrays: for traced
 arguments, inside ``jax.jit`` or ``jax.vmap``, only shapes are checked and results are returned
 as they are.
@@ -34,6 +40,8 @@ import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 from jax.typing import ArrayLike
 
+from kdbook._checks import check_nonnegative as _check_nonnegative
+from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete as _concrete
 
 __all__ = ["kernel_regression", "kernel_solve", "kernel_spectrum", "linearized_dynamics"]
@@ -109,11 +117,6 @@ def _check_cross(kernel_test_train: ArrayLike, n: int) -> jax.Array:
     return cross
 
 
-def _check_ridge(ridge) -> None:
-    if _concrete(ridge) and not float(ridge) >= 0:
-        raise ValueError(f"ridge must be >= 0, got {float(ridge)}")
-
-
 def _not_positive_definite(name: str, kernel: jax.Array) -> np.linalg.LinAlgError:
     n, dtype = kernel.shape[0], kernel.dtype
     suggestion = 1e-6 * float(np.mean(np.diag(np.asarray(kernel))))
@@ -123,7 +126,7 @@ def _not_positive_definite(name: str, kernel: jax.Array) -> np.linalg.LinAlgErro
         f"eigenvalue, or it is too ill-conditioned for {dtype} (for example near-duplicate "
         f"inputs). Add a ridge to its diagonal, e.g. ridge={suggestion:.1e} (1e-6 times the mean "
         "diagonal; increase it if this error persists), or compute in float64 inside "
-        "`with kdbook.float64():`."
+        "`with kdbook.enable_x64():`."
     )
 
 
@@ -152,7 +155,7 @@ def _solve(name: str, kernel: jax.Array, rhs: jax.Array, ridge) -> jax.Array:
     return solution
 
 
-def kernel_solve(kernel: ArrayLike, rhs: ArrayLike, *, ridge: float = 0.0) -> jax.Array:
+def kernel_solve(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0.0) -> jax.Array:
     r"""Solve :math:`(K + \lambda I)\,x = b` for a symmetric positive (semi-)definite kernel.
 
     .. math:: x = (K + \lambda I)^{-1} b, \qquad K + \lambda I = L L^\top \text{ (Cholesky)}
@@ -160,14 +163,14 @@ def kernel_solve(kernel: ArrayLike, rhs: ArrayLike, *, ridge: float = 0.0) -> ja
     Args:
         kernel: :math:`K`, a symmetric ``(n, n)`` matrix (symmetric up to ``sqrt(eps)`` of its
             dtype times its largest entry; only the lower triangle is used).
-        rhs: :math:`b`, shape ``(n,)`` or ``(n, k)``.
+        targets: :math:`b`, the right-hand side, shape ``(n,)`` or ``(n, k)``.
         ridge: :math:`\lambda \ge 0`, added to the diagonal.
 
     Returns:
-        :math:`x`, shaped like ``rhs``.
+        :math:`x`, shaped like ``targets``.
 
     Raises:
-        ValueError: bad shapes, a non-symmetric or non-finite kernel, a non-finite ``rhs``,
+        ValueError: bad shapes, a non-symmetric or non-finite kernel, a non-finite ``targets``,
             ``ridge < 0``.
         numpy.linalg.LinAlgError: (a ``ValueError`` subclass) the Cholesky factorisation failed,
             because :math:`K + \lambda I` has an eigenvalue that is negative beyond round-off or
@@ -175,16 +178,16 @@ def kernel_solve(kernel: ArrayLike, rhs: ArrayLike, *, ridge: float = 0.0) -> ja
             check needs concrete values: under ``jax.jit`` a failed factorisation returns NaN.
     """
     kernel = _check_kernel("kernel", kernel)
-    rhs = _check_rows("rhs", rhs, kernel.shape[0], "kernel")
-    _check_ridge(ridge)
-    return _solve("kernel", kernel, rhs, ridge)
+    targets = _check_rows("targets", targets, kernel.shape[0], "kernel")
+    _check_nonnegative("ridge", ridge)
+    return _solve("kernel", kernel, targets, ridge)
 
 
 def kernel_regression(
-    kernel_train: ArrayLike,
-    y_train: ArrayLike,
-    kernel_test_train: ArrayLike | None = None,
+    kernel: ArrayLike,
+    targets: ArrayLike,
     *,
+    kernel_test_train: ArrayLike | None = None,
     ridge: float = 0.0,
 ) -> jax.Array:
     r"""Kernel ridge regression; with ``ridge=0`` the minimum-norm interpolant.
@@ -196,9 +199,9 @@ def kernel_regression(
     from :math:`f_0 = 0`.
 
     Args:
-        kernel_train: :math:`K`, ``(n, n)``, symmetric positive definite (or semi-definite with
-            ``ridge > 0``).
-        y_train: ``(n,)`` or ``(n, k)`` targets.
+        kernel: :math:`K`, ``(n, n)`` on the training inputs, symmetric positive definite (or
+            semi-definite with ``ridge > 0``).
+        targets: :math:`y`, ``(n,)`` or ``(n, k)`` training targets.
         kernel_test_train: :math:`K_*`, ``(m, n)``; ``None`` predicts on the training points
             (:math:`K_* = K`), giving the fitted values.
         ridge: :math:`\lambda \ge 0`.
@@ -211,12 +214,12 @@ def kernel_regression(
             ``(m, n)``.
         numpy.linalg.LinAlgError: as :func:`kernel_solve`.
     """
-    kernel = _check_kernel("kernel_train", kernel_train)
+    kernel = _check_kernel("kernel", kernel)
     n = kernel.shape[0]
-    y = _check_rows("y_train", y_train, n, "kernel_train")
+    y = _check_rows("targets", targets, n, "kernel")
     cross = kernel if kernel_test_train is None else _check_cross(kernel_test_train, n)
-    _check_ridge(ridge)
-    weights = _solve("kernel_train", kernel, y, ridge)
+    _check_nonnegative("ridge", ridge)
+    weights = _solve("kernel", kernel, y, ridge)
     return cross.astype(weights.dtype) @ weights
 
 
@@ -240,7 +243,7 @@ def kernel_spectrum(kernel: ArrayLike) -> tuple[jax.Array, jax.Array]:
 
 
 def _check_times(times, discrete: bool) -> np.ndarray:
-    if isinstance(times, jax.core.Tracer):
+    if not _concrete(times):
         raise TypeError("times must be concrete (a list or NumPy array), not a traced value")
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or times.size == 0:
@@ -278,7 +281,7 @@ def _check_semidefinite(smallest_eigenvalue, largest_eigenvalue) -> None:
     tolerance = float(np.sqrt(np.finfo(smallest_eigenvalue.dtype).eps)) * max(largest, 0.0)
     if smallest < -tolerance:
         raise np.linalg.LinAlgError(
-            f"kernel_train is not positive semi-definite: its smallest eigenvalue {smallest:.3g} "
+            f"kernel is not positive semi-definite: its smallest eigenvalue {smallest:.3g} "
             f"is negative beyond round-off (largest eigenvalue {largest:.3g})"
         )
 
@@ -329,8 +332,8 @@ def _finite_time_outputs(kernel, f0, residual, cross, f0_star, times, eta_over_n
 
 
 def linearized_dynamics(
-    kernel_train: ArrayLike,
-    y_train: ArrayLike,
+    kernel: ArrayLike,
+    targets: ArrayLike,
     *,
     times: Sequence[float] | np.ndarray,
     learning_rate: float,
@@ -341,7 +344,8 @@ def linearized_dynamics(
 ) -> tuple[jax.Array, jax.Array | None]:
     r"""Closed-form predictions of a linearized model trained by gradient descent under MSE.
 
-    The loss is :math:`L(\theta) = \frac{1}{2n}\sum_{i=1}^n \lVert f(x_i) - y_i \rVert^2`. A
+    The loss is :math:`L(\theta) = \frac{1}{2n}\sum_{i=1}^n \lVert f(x_i) - y_i \rVert^2`
+    (:func:`kdbook.losses.squared_loss`, the loss to train the network with for a comparison). A
     linearized model :math:`f(x) = f_0(x) + \nabla_\theta f_0(x)\,(\theta - \theta_0)` with
     tangent kernel :math:`K` trained with learning rate :math:`\eta` moves its training outputs by
 
@@ -370,15 +374,16 @@ def linearized_dynamics(
     (Cholesky), so it needs a positive definite :math:`K`.
 
     Args:
-        kernel_train: :math:`K`, the ``(n, n)`` tangent kernel on the training inputs.
-        y_train: ``(n,)`` or ``(n, k)`` targets (one scalar kernel shared by the ``k`` outputs).
+        kernel: :math:`K`, the ``(n, n)`` tangent kernel on the training inputs.
+        targets: :math:`y`, ``(n,)`` or ``(n, k)`` training targets (one scalar kernel shared by
+            the ``k`` outputs).
         times: 1-D sequence of times ``>= 0`` (numbers of steps if ``discrete``); ``np.inf``
             allowed. Must be concrete (not traced).
         learning_rate: :math:`\eta > 0`. For ``discrete=True`` it must satisfy
             :math:`\eta \lambda_{\max} / n < 2`, or gradient descent diverges.
-        f0_train: :math:`f_0(X)`, shaped like ``y_train``; default zeros.
+        f0_train: :math:`f_0(X)`, shaped like ``targets``; default zeros.
         kernel_test_train: :math:`K_*`, ``(m, n)``; ``None`` returns no test predictions.
-        f0_test: :math:`f_0(X_*)`, ``(m,)`` or ``(m, k)`` like ``y_train``; default zeros. Only
+        f0_test: :math:`f_0(X_*)`, ``(m,)`` or ``(m, k)`` like ``targets``; default zeros. Only
             allowed together with ``kernel_test_train``.
         discrete: gradient descent with integer steps (``True``) or gradient flow (``False``).
 
@@ -399,7 +404,7 @@ def linearized_dynamics(
     Example:
         >>> import jax.numpy as jnp
         >>> import kdbook as kd
-        >>> x = kd.sample_sphere(jax.random.key(0), 20, dim=3)
+        >>> x = kd.sample_sphere(20, dim=3, key=jax.random.key(0))
         >>> K, K_star = kd.two_layer_ntk(x), kd.two_layer_ntk(x[:5], x)
         >>> y = jnp.sin(3 * x[:, 0])
         >>> f_train, f_test = kd.linearized_dynamics(
@@ -409,16 +414,15 @@ def linearized_dynamics(
         >>> bool(jnp.allclose(f_train[-1], y, atol=1e-4))  # the limit interpolates
         True
     """
-    kernel = _check_kernel("kernel_train", kernel_train)
+    kernel = _check_kernel("kernel", kernel)
     n = kernel.shape[0]
-    y = _check_rows("y_train", y_train, n, "kernel_train")
+    y = _check_rows("targets", targets, n, "kernel")
     times = _check_times(times, discrete)
-    if _concrete(learning_rate) and not float(learning_rate) > 0:
-        raise ValueError(f"learning_rate must be > 0, got {float(learning_rate)}")
+    _check_positive("learning_rate", learning_rate)
     if f0_train is None:
         f0 = jnp.zeros_like(y)
     else:
-        f0 = _check_shape("f0_train", f0_train, y.shape, "like y_train")
+        f0 = _check_shape("f0_train", f0_train, y.shape, "like targets")
     if kernel_test_train is None:
         if f0_test is not None:
             raise ValueError("f0_test was given without kernel_test_train: pass both or neither")
@@ -429,7 +433,7 @@ def linearized_dynamics(
         if f0_test is None:
             f0_star = jnp.zeros(test_shape, y.dtype)
         else:
-            why = "test points by the outputs of y_train"
+            why = "test points by the outputs of targets"
             f0_star = _check_shape("f0_test", f0_test, test_shape, why)
 
     dtype = jnp.result_type(*(a for a in (kernel, y, f0, cross, f0_star) if a is not None))
@@ -463,7 +467,7 @@ def linearized_dynamics(
                 largest_eigenvalue = jnp.linalg.eigvalsh(kernel)[-1]
             _check_step_size(learning_rate, largest_eigenvalue, n)
         # The factorisation also certifies f_inf(X) = y, which fails for a singular K.
-        weights = _solve("kernel_train", kernel, residual, 0.0)
+        weights = _solve("kernel", kernel, residual, 0.0)
         count = int((~finite).sum())
         train_parts.append(jnp.broadcast_to(y[None], (count, *y.shape)))
         if cross is not None:

@@ -10,17 +10,11 @@ In the kernel regime a wide network trained by gradient descent stays close to t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import jax
 
-from kdbook.functional import as_pytree, tree_difference
+from kdbook.functional import Apply, Params, as_pytree, tree_difference
 
 __all__ = ["linearize"]
-
-Params = Any
-Apply = Callable[[Params, jax.Array], jax.Array]
 
 
 def linearize(apply: Apply, params0: Params) -> Apply:

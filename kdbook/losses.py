@@ -1,4 +1,5 @@
-r"""Distillation losses: soft targets, cross-entropy, label smoothing, the KD objective; accuracy.
+r"""Distillation losses: soft targets, cross-entropy, label smoothing, the KD objective; accuracy;
+and the squared loss of regression in the kernel regime (:func:`squared_loss`).
 
 The KD objective of Hinton et al. (2015) mixes a hard-label term and a soft-target term with the
 **soft ratio** :math:`\rho \in [0, 1]` and the **temperature** :math:`T > 0`. With student logits
@@ -27,7 +28,11 @@ terms differently. At ``T = 1`` the two conventions agree.
 **KL or cross-entropy**: :math:`\mathrm{CE}(p, q) = \mathrm{KL}(p \Vert q) + H(p)`. The teacher's
 entropy :math:`H(p_T(z^t))` does not depend on the student, so ``soft_term="kl"`` and
 ``soft_term="ce"`` differ by a constant and give identical gradients; ``"kl"`` is zero when the
-student matches the teacher.
+student matches the teacher. The KL's value is computed directly, as a sum of non-negative terms,
+never as :math:`\mathrm{CE} - H`: when the student nearly matches the teacher that difference of
+two :math:`O(1)` numbers is float32 round-off (and can be negative), while the KL keeps its
+relative precision. Its gradient is the cross-entropy's, computed exactly as for
+``soft_term="ce"`` (bit for bit), so the choice of soft term never changes a training run.
 
 Every loss here is the **mean over the batch**. Bad input (``soft_ratio`` outside ``[0, 1]``,
 ``temperature <= 0``, mismatched shapes, labels out of range, an empty batch) raises a
@@ -37,13 +42,18 @@ Every loss here is the **mean over the batch**. Bad input (``soft_ratio`` outsid
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.scipy.special import xlogy
 from jax.typing import ArrayLike
 
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_positive as _check_positive
+from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete as _concrete
 
 __all__ = [
@@ -54,6 +64,7 @@ __all__ = [
     "logit_matching_loss",
     "smooth_labels",
     "soft_targets",
+    "squared_loss",
 ]
 
 FORMS = ("softmax", "sigmoid")
@@ -101,20 +112,6 @@ def _check_labels(labels: jax.Array, n: int, num_classes: int) -> jax.Array:
     return labels
 
 
-def _check_unit_interval(name: str, value, *, closed_right: bool = True) -> None:
-    if _concrete(value):
-        v = float(value)
-        ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
-        if not ok:
-            interval = "[0, 1]" if closed_right else "[0, 1)"
-            raise ValueError(f"{name} must lie in {interval}, got {v}")
-
-
-def _check_temperature(temperature) -> None:
-    if _concrete(temperature) and not float(temperature) > 0:
-        raise ValueError(f"temperature must be > 0, got {float(temperature)}")
-
-
 # ----------------------------------------------------------------------------- building blocks
 
 
@@ -132,7 +129,7 @@ def soft_targets(
         ``(n, k)`` probabilities, or ``(n,)`` probabilities of class 1 for ``"sigmoid"``.
     """
     logits = _check_logits("logits", jnp.asarray(logits), form)
-    _check_temperature(temperature)
+    _check_positive("temperature", temperature)
     scaled = logits / temperature
     return jax.nn.softmax(scaled, axis=-1) if form == "softmax" else jax.nn.sigmoid(scaled)
 
@@ -164,9 +161,16 @@ def _hard_probs(labels, num_classes, label_smoothing, form):
 
 
 def _cross_entropy_rows(logits, target_probs, form):
-    """Per-example CE(target, p(logits)), computed from log-probabilities (no log of 0)."""
+    """Per-example CE(target, p(logits)), computed from log-probabilities (no log of 0).
+
+    The softmax form is ``optax.softmax_cross_entropy``. The sigmoid form is the same quantity as
+    ``optax.sigmoid_binary_cross_entropy`` (the tests check it), written as
+    ``-(y log s + (1 - y) log(1 - s))``, which kdbook has always computed: Optax's
+    ``-y log s - (1 - y) log(1 - s)`` rounds differently in float64, and the chapters' numbers
+    stay the same.
+    """
     if form == "softmax":
-        return -jnp.sum(target_probs * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+        return optax.softmax_cross_entropy(logits, target_probs)
     return -(
         target_probs * jax.nn.log_sigmoid(logits)
         + (1.0 - target_probs) * jax.nn.log_sigmoid(-logits)
@@ -177,6 +181,58 @@ def _entropy_rows(probs, form):
     if form == "softmax":
         return -jnp.sum(xlogy(probs, probs), axis=-1)
     return -(xlogy(probs, probs) + xlogy(1.0 - probs, 1.0 - probs))
+
+
+def _kl_summand(d):
+    r""":math:`f(d) = d e^d - e^d + 1 \ge 0`, accurate to round-off also for tiny :math:`|d|`.
+
+    The series :math:`\sum_{k \ge 2} (k - 1) d^k / k!` for :math:`|d| < 0.05` (truncated where
+    the rest is below float64 round-off), the closed form elsewhere.
+    """
+    small = jnp.abs(d) < 0.05
+    x = jnp.where(small, d, 0.0)
+    coefficients = (1 / 45360, 1 / 5760, 1 / 840, 1 / 144, 1 / 30, 1 / 8, 1 / 3, 1 / 2)
+    series = jnp.zeros_like(x)
+    for c in coefficients:  # Horner: x^2 (1/2 + x (1/3 + x (1/8 + ...)))
+        series = series * x + c
+    series = series * x * x
+    y = jnp.where(small, 0.0, d)
+    closed = y * jnp.exp(y) - jnp.expm1(y)
+    return jnp.where(small, series, closed)
+
+
+def _kl_rows(student_logits, teacher_logits, temperature, form):
+    r"""Per-example :math:`\mathrm{KL}(p_T(z^t) \Vert p_T(z^s))`, precise also when it is tiny.
+
+    With :math:`d_j = \log p^t_j - \log p^s_j` it is :math:`\sum_j p^s_j f(d_j)`,
+    :math:`f(d) = d e^d - e^d + 1 \ge 0` (the terms :math:`p^t_j - p^s_j` sum to zero), a sum of
+    non-negative terms, so there is no cancellation: unlike :math:`\mathrm{CE} - H` (two
+    :math:`O(1)` numbers whose difference is tiny when the student matches the teacher) or
+    :math:`\sum_j p^t_j (\log p^t_j - \log p^s_j)` (terms of both signs), it is never negative
+    and keeps its relative precision in float32. :math:`d_j = u_j - c` takes the logit difference
+    :math:`u = (z^t - z^s)/T` first, and the shared shift :math:`c = \log \sum_j p^s_j e^{u_j}`
+    (the difference of the two log-normalisers) as ``log1p`` of a sum of ``expm1`` when the
+    distributions are close; an error in :math:`c` changes the result only at second order. Where
+    :math:`|d_j|` is large, the term is computed as :math:`p^t_j d_j - (p^t_j - p^s_j)`, which
+    cannot overflow.
+    """
+    if form == "sigmoid":  # a binary logit z is the two-class softmax with logits (0, z)
+        student_logits = jnp.stack([jnp.zeros_like(student_logits), student_logits], axis=-1)
+        teacher_logits = jnp.stack([jnp.zeros_like(teacher_logits), teacher_logits], axis=-1)
+    a, b = student_logits / temperature, teacher_logits / temperature
+    p_s, p_t = jax.nn.softmax(a, axis=-1), jax.nn.softmax(b, axis=-1)
+    u = (teacher_logits - student_logits) / temperature
+    # shift = lse(b) - lse(a) = log sum_j p^s_j e^{u_j}: for close distributions as log1p of
+    # sum_j p^s_j expm1(u_j) (relative precision), else as the difference of the two normalisers
+    near = jnp.max(jnp.abs(u), axis=-1, keepdims=True) < 1.0
+    u_near = jnp.where(near, u, 0.0)
+    shift_near = jnp.log1p(jnp.sum(p_s * jnp.expm1(u_near), axis=-1, keepdims=True))
+    normaliser = partial(jax.nn.logsumexp, axis=-1, keepdims=True)
+    shift = jnp.where(near, shift_near, normaliser(b) - normaliser(a))
+    d = u - shift
+    small = jnp.abs(d) < 1.0
+    terms = jnp.where(small, p_s * _kl_summand(jnp.where(small, d, 0.0)), p_t * d - (p_t - p_s))
+    return jnp.sum(jnp.maximum(terms, 0.0), axis=-1)
 
 
 def cross_entropy(
@@ -227,7 +283,7 @@ def _check_kd_inputs(
     labels = _check_labels(jnp.asarray(labels), student.shape[0], num_classes)
     _check_unit_interval("soft_ratio", soft_ratio)
     _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
-    _check_temperature(temperature)
+    _check_positive("temperature", temperature)
     return student, teacher, labels, num_classes
 
 
@@ -301,7 +357,12 @@ def kd_loss(
     teacher_probs = soft_targets(teacher, temperature=temperature, form=form)
     soft = _cross_entropy_rows(student / temperature, teacher_probs, form)
     if soft_term == "kl":
-        soft = soft - _entropy_rows(teacher_probs, form)
+        # The value is the precise KL (_kl_rows); the derivatives are those of CE - H, the same
+        # function, so that gradients (and training) are computed exactly as by cross-entropy:
+        # value = kl + (g - g) = kl, derivative = derivative of g.
+        gradient_path = soft - _entropy_rows(teacher_probs, form)
+        kl = _kl_rows(student, teacher, temperature, form)
+        soft = jax.lax.stop_gradient(kl) + (gradient_path - jax.lax.stop_gradient(gradient_path))
     return jnp.mean((1.0 - soft_ratio) * hard + soft_ratio * soft_scale * soft)
 
 
@@ -402,3 +463,49 @@ def accuracy(logits: ArrayLike, labels: ArrayLike, *, form: str = "softmax") -> 
     else:
         predicted = (logits > 0).astype(labels.dtype)
     return jnp.mean(predicted == labels)
+
+
+# ----------------------------------------------------------------------------- regression
+
+
+def squared_loss(outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""The squared loss :math:`\frac{1}{2n}\sum_{i=1}^n \lVert f(x_i) - y_i \rVert^2`.
+
+    Half the mean over examples of the squared error (summed over outputs for ``(n, k)`` arrays):
+    the loss that :func:`kdbook.kernels.linearized_dynamics` assumes, whose gradient step with
+    learning rate :math:`\eta` moves the outputs of a linearized model by
+    :math:`-\frac{\eta}{n} K (f(X) - y)`. For ``(n,)`` arrays it equals
+    ``optax.l2_loss(outputs, targets).mean()``; for ``(n, k)`` arrays that mean also averages
+    over the ``k`` outputs, while this sums them, as :func:`~kdbook.kernels.linearized_dynamics`
+    does.
+
+    Args:
+        outputs: ``(n,)`` or ``(n, k)`` (or ``(n, ...)``) model outputs :math:`f(x_i)`.
+        targets: :math:`y_i`, the same shape as ``outputs``.
+
+    Returns:
+        A scalar.
+
+    Raises:
+        ValueError: for shapes that differ (no broadcasting: ``(n, 1)`` outputs against ``(n,)``
+            targets would silently give an ``(n, n)`` error matrix), scalars, or an empty batch.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(squared_loss(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0])))  # (1 + 4) / 4
+        1.25
+    """
+    outputs, targets = jnp.asarray(outputs), jnp.asarray(targets)
+    if outputs.shape != targets.shape:
+        raise ValueError(
+            f"outputs and targets must have the same shape, got {outputs.shape} and "
+            f"{targets.shape} (select an output, e.g. outputs[:, 0], rather than broadcast)"
+        )
+    if outputs.ndim == 0 or outputs.shape[0] == 0:
+        raise ValueError(
+            f"outputs must have shape (n,) or (n, k) with n >= 1 examples, got {outputs.shape}"
+        )
+    squared = (outputs - targets) ** 2
+    if squared.ndim == 1:
+        return 0.5 * jnp.mean(squared)
+    return 0.5 * jnp.mean(jnp.sum(squared, axis=tuple(range(1, squared.ndim))))

@@ -24,6 +24,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_nonnegative as _check_nonnegative
+from kdbook._checks import check_positive as _check_positive
 
 __all__ = [
     "ACTIVATIONS",
@@ -42,11 +45,6 @@ ACTIVATIONS = {
     "tanh": jnp.tanh,
 }
 PARAMETERIZATIONS = ("ntk", "standard")
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 class Dense(nnx.Module):
@@ -78,13 +76,11 @@ class Dense(nnx.Module):
         b_std: float = 0.0,
         rngs: nnx.Rngs,
     ):
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("out_features", out_features)
+        _check_int("in_features", in_features)
+        _check_int("out_features", out_features)
         _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
-        if not w_std > 0:
-            raise ValueError(f"w_std must be > 0, got {w_std!r}")
-        if not b_std >= 0:
-            raise ValueError(f"b_std must be >= 0, got {b_std!r}")
+        _check_positive("w_std", w_std)
+        _check_nonnegative("b_std", b_std)
         self.parameterization = parameterization
         self.w_scale = w_std / math.sqrt(in_features)
         self.b_scale = b_std
@@ -162,9 +158,9 @@ class MLP(nnx.Module):
         b_std: float = 0.0,
         rngs: nnx.Rngs,
     ):
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-            raise ValueError(f"depth must be a non-negative integer, got {depth!r}")
-        _check_positive_int("width", width)
+        _check_int("in_features", in_features)
+        _check_int("depth", depth, minimum=0)
+        _check_int("width", width)
         _check_choice("activation", activation, ACTIVATIONS)
         self.activation = activation
         sizes = [in_features] + [width] * depth + [out_features]
@@ -226,8 +222,8 @@ class TwoLayerNet(nnx.Module):
     def __init__(
         self, in_features: int, *, width: int, antisymmetric: bool = False, rngs: nnx.Rngs
     ):
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("width", width)
+        _check_int("in_features", in_features)
+        _check_int("width", width)
         if antisymmetric and width % 2:
             raise ValueError(f"width must be even when antisymmetric=True, got {width}")
         # w_std = sqrt(d) cancels Dense's 1/sqrt(fan_in): the hidden layer is exactly x @ W.
@@ -261,12 +257,14 @@ class TwoLayerNet(nnx.Module):
 
 
 class Linear(nnx.Module):
-    r"""A linear model without bias: :math:`f(x) = x W`, the student of linear distillation.
+    r"""Linear map :math:`f(x) = x W` with no bias, starting at W = 0 (unlike ``nnx.Linear``).
 
-    The weights are used as they are (no parameterization factor), so gradient descent on
-    :math:`W` is plain gradient descent on the model's weight vector. They start at zero by
-    default, where gradient descent on a loss of the outputs never leaves the span of the inputs;
-    with ``init_scale = s > 0`` they start at :math:`W_{ij} \sim N(0, s^2 / d)`.
+    The student of linear distillation. ``flax.nnx.Linear`` has a bias and random initial
+    weights; this model has neither, by default. The weights are used as they are (no
+    parameterization factor), so gradient descent on :math:`W` is plain gradient descent on the
+    model's weight vector. They start at zero by default, where gradient descent on a loss of the
+    outputs never leaves the span of the inputs; with ``init_scale = s > 0`` they start at
+    :math:`W_{ij} \sim N(0, s^2 / d)`.
 
     Args:
         in_features: input dimension :math:`d`.
@@ -288,10 +286,9 @@ class Linear(nnx.Module):
         init_scale: float = 0.0,
         rngs: nnx.Rngs | None = None,
     ):
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("out_features", out_features)
-        if not init_scale >= 0:
-            raise ValueError(f"init_scale must be >= 0, got {init_scale!r}")
+        _check_int("in_features", in_features)
+        _check_int("out_features", out_features)
+        _check_nonnegative("init_scale", init_scale)
         shape = (in_features, out_features)
         if init_scale == 0:
             kernel = jnp.zeros(shape)
@@ -312,7 +309,7 @@ class Linear(nnx.Module):
 
 
 class DeepLinear(nnx.Module):
-    r"""A deep linear network :math:`f(x) = x W_1 W_2 \cdots W_N`: depth ``N``, no biases.
+    r"""A deep linear network :math:`f(x) = x W_1 W_2 \cdots W_N`: ``depth = N - 1``, no biases.
 
     It computes a linear function, with end-to-end weights :math:`W_1 \cdots W_N` (see
     :func:`end_to_end`), but gradient descent on the factors follows different dynamics than on
@@ -322,17 +319,20 @@ class DeepLinear(nnx.Module):
 
     Args:
         in_features: input dimension :math:`d`.
-        depth: number of weight matrices :math:`N \ge 1` (``1`` is a :class:`Linear` model).
-        width: width of the hidden layers (ignored when ``depth = 1``).
+        depth: number of hidden layers ``L >= 0``, as in :class:`MLP`: the network has
+            :math:`N = L + 1` weight matrices (``0`` is a :class:`Linear` model).
+        width: width of the hidden layers (ignored when ``depth = 0``).
         out_features: number of outputs.
-        init_scale: :math:`s > 0` (for ``depth >= 2``, zero weights are a stationary point that
+        init_scale: :math:`s > 0` (for ``depth >= 1``, zero weights are a stationary point that
             gradient descent never leaves).
         rngs: NNX random streams.
 
     Example:
         >>> from kdbook.functional import functionalize
-        >>> model = DeepLinear(50, depth=3, width=30, init_scale=0.1, rngs=nnx.Rngs(0))
+        >>> model = DeepLinear(50, depth=2, width=30, init_scale=0.1, rngs=nnx.Rngs(0))
         >>> apply, params = functionalize(model)
+        >>> len(params["layers"])  # depth + 1 weight matrices
+        3
         >>> end_to_end(params).shape
         (50, 1)
     """
@@ -347,16 +347,14 @@ class DeepLinear(nnx.Module):
         init_scale: float,
         rngs: nnx.Rngs,
     ):
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("depth", depth)
-        _check_positive_int("width", width)
-        _check_positive_int("out_features", out_features)
-        if not init_scale > 0:
-            raise ValueError(
-                f"init_scale must be > 0, got {init_scale!r} (all-zero factors never move under "
-                "gradient descent)"
-            )
-        sizes = [in_features] + [width] * (depth - 1) + [out_features]
+        _check_int("in_features", in_features)
+        _check_int("depth", depth, minimum=0)
+        _check_int("width", width)
+        _check_int("out_features", out_features)
+        _check_positive(
+            "init_scale", init_scale, why="all-zero factors never move under gradient descent"
+        )
+        sizes = [in_features] + [width] * depth + [out_features]
         layers = [
             Linear(a, out_features=b, init_scale=init_scale, rngs=rngs)
             for a, b in zip(sizes[:-1], sizes[1:], strict=True)

@@ -51,13 +51,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from kdbook.functional import Functional, as_pytree
+from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_nonnegative as _check_nonnegative
+from kdbook._checks import check_positive as _check_positive
+from kdbook.functional import Apply, Functional, Params, as_pytree
 
 __all__ = ["METHODS", "InfiniteKernels", "empirical_ntk", "infinite_kernels", "two_layer_ntk"]
 
 METHODS = ("auto", "jacobian", "ntvp", "structured")
-Params = Any
-Apply = Callable[[Params, jax.Array], jax.Array]
 # "auto" falls back from "jacobian" to "ntvp" when one block's Jacobians would exceed this.
 _MAX_JACOBIAN_BYTES = 2**31
 
@@ -184,8 +186,7 @@ def _validate_inputs(x1, x2) -> None:
 
 
 def _resolve_method(method, structure, apply, params, x1, batch_size) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_choice("method", method, METHODS)
     if method == "structured" and structure is None:
         raise ValueError(
             "method='structured' needs the network's layers: pass structure=apply.structure, "
@@ -250,8 +251,7 @@ def empirical_ntk(
     x1 = jnp.asarray(x1)
     x2 = None if x2 is None else jnp.asarray(x2)
     _validate_inputs(x1, x2)
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    _check_int("batch_size", batch_size, allow_none=True)
     if shard and batch_size is None:
         raise ValueError("shard=True splits the kernel into blocks: set batch_size as well")
     if structure is None and isinstance(apply, Functional):
@@ -452,12 +452,12 @@ def infinite_kernels(
     x1 = jnp.asarray(x1)
     x2 = None if x2 is None else jnp.asarray(x2)
     _validate_inputs(x1, x2)
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-        raise ValueError(f"depth must be a non-negative integer, got {depth!r}")
-    if activation not in ("relu", "erf"):
-        raise ValueError(f"activation must be 'relu' or 'erf' (closed forms), got {activation!r}")
-    if not w_std > 0 or not b_std >= 0:
-        raise ValueError(f"w_std must be > 0 and b_std >= 0, got w_std={w_std}, b_std={b_std}")
+    _check_int("depth", depth, minimum=0)
+    _check_choice(
+        "activation", activation, ("relu", "erf"), why="the activations with closed-form kernels"
+    )
+    _check_positive("w_std", w_std)
+    _check_nonnegative("b_std", b_std)
     args = (x1, x1 if x2 is None else x2, depth, activation, float(w_std), float(b_std))
     return InfiniteKernels(_infinite(*args, "nngp"), _infinite(*args, "ntk"))
 

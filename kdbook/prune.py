@@ -11,11 +11,14 @@ leaves' shapes, ``True`` where the entry is kept. The functions below build mask
   iterative pruning.
 * :func:`random_mask` keeps random entries, exactly as many as :func:`magnitude_mask` would (the
   random-pruning baseline); :func:`neuron_mask` keeps or drops whole units (e.g. the hidden neurons
-  of :class:`kdbook.models.TwoLayerNet`) by their norm or at random.
+  of :class:`kdbook.models.TwoLayerNet`) by their norm, and ``random_mask(..., groups=
+  unit_groups(params))`` at random. Every random mask comes from :func:`random_mask`, whose key
+  is keyword-only (``key=``), as everywhere in kdbook.
 * **Tied entries.** :func:`magnitude_mask`, :func:`random_mask` and
   :func:`iterative_magnitude_pruning` accept ``groups=``, integer labels that tie entries of a
   leaf together: a group is scored by the L2 norm of its entries' scores and kept or pruned as a
-  whole. :func:`pair_groups` ties unit :math:`r` with unit :math:`r + m/2`, the antisymmetric
+  whole. :func:`unit_groups` ties the entries of each unit (a slice along an axis, e.g. a neuron's
+  weights); :func:`pair_groups` ties unit :math:`r` with unit :math:`r + m/2`, the antisymmetric
   pairs of ``TwoLayerNet(antisymmetric=True)``: pruning both members of a pair together keeps the
   pruned network's initial output exactly zero.
 * :func:`apply_mask` sets pruned entries to zero; :func:`masked_optimizer` wraps an Optax optimizer
@@ -52,7 +55,9 @@ import optax
 from tqdm.auto import tqdm
 
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_int as _check_int
 from kdbook._checks import is_concrete
+from kdbook.functional import Params
 
 __all__ = [
     "PruningRun",
@@ -67,9 +72,9 @@ __all__ = [
     "prunable",
     "random_mask",
     "sparsity",
+    "unit_groups",
 ]
 
-Params = Any
 Mask = Any
 Prunable = Callable[[tuple, Any], bool] | Any | None
 
@@ -196,11 +201,6 @@ def _check_keep(name: str, keep) -> float:
 def _n_keep(keep: float, n: int) -> int:
     """``round(keep * n)`` entries out of ``n`` candidates, at least one when ``n >= 1``."""
     return min(n, max(1, round(keep * n))) if n > 0 else 0
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _as_bool(value, where: str) -> bool:
@@ -415,10 +415,10 @@ def magnitude_mask(
 
 
 def random_mask(
-    key: jax.Array,
     params: Params,
     keep: float,
     *,
+    key: jax.Array,
     scope: str = "layer",
     prunable: Prunable = None,
     groups: Params | None = None,
@@ -431,10 +431,14 @@ def random_mask(
     entries. With ``groups`` (as in :func:`magnitude_mask`), the same holds for groups of tied
     entries, each kept or pruned as a whole. The same key gives the same mask.
 
+    Random whole units (e.g. neurons, the random baseline of :func:`neuron_mask`) are groups:
+    ``random_mask(params, keep, key=key, groups=unit_groups(params))`` keeps a uniformly random
+    ``round(keep * m)`` of the ``m`` units of each prunable leaf.
+
     Args:
-        key: a JAX PRNG key.
         params: any parameter pytree (only the leaves' shapes are used).
         keep: the fraction in ``(0, 1]`` of prunable entries (or groups) to keep.
+        key: a JAX PRNG key (keyword-only, as everywhere in kdbook).
         scope: ``"layer"`` (default) or ``"global"``, as in :func:`magnitude_mask`.
         prunable: which leaves may be pruned, as in :func:`magnitude_mask`.
         groups: ``None`` or integer group labels shaped like ``params``, as in
@@ -499,7 +503,6 @@ def neuron_mask(
     *,
     axis: int = -1,
     prunable: Prunable = None,
-    key: jax.Array | None = None,
 ) -> Mask:
     r"""Structured pruning: keep or drop whole units (slices along ``axis``) of each prunable leaf.
 
@@ -512,13 +515,14 @@ def neuron_mask(
     network computes
     :math:`\frac{1}{\sqrt m}\sum_{r\ \mathrm{kept}} a_r\,\mathrm{relu}(w_r^\top x)`.
 
+    It prunes by score only; random whole units come from :func:`random_mask`, with the units as
+    groups: ``random_mask(params, keep, key=key, groups=unit_groups(params, axis=axis))``.
+
     Args:
         scores: a pytree of concrete arrays shaped like the parameters.
         keep: the fraction in ``(0, 1]`` of units to keep in each prunable leaf.
         axis: the axis indexing units (``-1``: columns, the output units of a dense kernel).
         prunable: which leaves may be pruned, as in :func:`magnitude_mask`.
-        key: if given, keep a uniformly random set of ``round(keep * m)`` units per leaf instead
-            (the values of ``scores`` are then ignored, only shapes count).
 
     Returns:
         A mask with the structure of ``scores``, constant along every axis but ``axis``;
@@ -533,12 +537,9 @@ def neuron_mask(
         raise ValueError(f"axis must be an integer, got {axis!r}")
     paths, leaves, _ = _flatten(scores)
     selected = _selection(scores, prunable)
-    if key is None:
-        leaves = _concrete("scores", leaves)
-    elif not is_concrete(key):
-        raise ValueError("neuron_mask needs a concrete key: build masks outside jax.jit/vmap")
+    leaves = _concrete("scores", leaves)
     out = []
-    for i, (path, leaf, chosen) in enumerate(zip(paths, leaves, selected, strict=True)):
+    for path, leaf, chosen in zip(paths, leaves, selected, strict=True):
         shape = _shape(leaf)
         if not chosen:
             out.append(np.ones(shape, dtype=bool))
@@ -549,14 +550,11 @@ def neuron_mask(
             )
         unit_axis = int(axis) % len(shape)
         m = shape[unit_axis]
-        if key is None:
-            others = tuple(a for a in range(len(shape)) if a != unit_axis)
-            norms = np.sqrt(np.sum(np.abs(leaf).astype(np.float64) ** 2, axis=others))
-            if np.isnan(norms).any():
-                raise ValueError(f"scores are NaN in the leaf at {_where(path)}")
-            order = np.argsort(-norms, kind="stable")
-        else:
-            order = np.asarray(jax.random.permutation(jax.random.fold_in(key, i), m))
+        others = tuple(a for a in range(len(shape)) if a != unit_axis)
+        norms = np.sqrt(np.sum(np.abs(leaf).astype(np.float64) ** 2, axis=others))
+        if np.isnan(norms).any():
+            raise ValueError(f"scores are NaN in the leaf at {_where(path)}")
+        order = np.argsort(-norms, kind="stable")
         units = np.zeros(m, dtype=bool)
         units[order[: _n_keep(keep, m)]] = True
         view = [1] * len(shape)
@@ -617,6 +615,58 @@ def pair_groups(params: Params, *, axis: int = -1, prunable: Prunable = None) ->
             first = np.take(index, np.arange(m // 2), axis=axis)
             index = np.concatenate([first, first], axis=axis)
         out.append(index)
+    return jax.tree.unflatten(treedef, out)
+
+
+def unit_groups(params: Params, *, axis: int = -1, prunable: Prunable = None) -> Any:
+    r"""Group labels that tie the entries of each unit, the slice :math:`r` along ``axis``.
+
+    With ``groups=unit_groups(params)``, :func:`random_mask` keeps or prunes whole units at random
+    (exactly ``round(keep * m)`` of the ``m`` units of each prunable leaf with the default
+    ``scope="layer"``), the random counterpart of :func:`neuron_mask`; :func:`magnitude_mask`
+    ranks units by the L2 norm of their scores. For a dense kernel of shape ``(d, m)`` and the
+    default ``axis=-1`` the units are its ``m`` columns, the neurons of
+    :class:`kdbook.models.TwoLayerNet`.
+
+    Args:
+        params: any parameter pytree.
+        axis: the axis indexing units.
+        prunable: which leaves will be pruned, as in :func:`magnitude_mask`; the other leaves get
+            one label per entry (they are ignored by the mask builders).
+
+    Returns:
+        A pytree with the structure of ``params`` whose leaves are ``int32`` NumPy arrays of the
+        leaves' shapes: in a prunable leaf, the entries of unit :math:`r` share the label
+        :math:`r`.
+
+    Raises:
+        ValueError: for no prunable leaf or an ``axis`` out of range for a prunable leaf.
+
+    Example:
+        >>> params = {"kernel": jnp.ones((2, 3))}
+        >>> unit_groups(params)["kernel"]
+        array([[0, 1, 2],
+               [0, 1, 2]], dtype=int32)
+    """
+    if not isinstance(axis, int | np.integer) or isinstance(axis, bool):
+        raise ValueError(f"axis must be an integer, got {axis!r}")
+    paths, leaves, treedef = _flatten(params)
+    selected = _selection(params, prunable)
+    out = []
+    for path, leaf, chosen in zip(paths, leaves, selected, strict=True):
+        shape = _shape(leaf)
+        if not chosen:
+            out.append(np.arange(math.prod(shape), dtype=np.int32).reshape(shape))
+            continue
+        if not -len(shape) <= axis < len(shape):
+            raise ValueError(
+                f"axis={axis} is out of range for the leaf at {_where(path)} of shape {shape}"
+            )
+        unit_axis = int(axis) % len(shape)
+        view = [1] * len(shape)
+        view[unit_axis] = shape[unit_axis]
+        labels = np.arange(shape[unit_axis], dtype=np.int32).reshape(view)
+        out.append(np.broadcast_to(labels, shape).copy())
     return jax.tree.unflatten(treedef, out)
 
 
@@ -810,7 +860,7 @@ def iterative_magnitude_pruning(
     """
     if not callable(train):
         raise TypeError(f"train must be a function train(params, mask), got {type(train)}")
-    _check_positive_int("rounds", rounds)
+    _check_int("rounds", rounds)
     keep = _check_keep("keep_per_round", keep_per_round)
     _check_choice("scope", scope, SCOPES)
     paths, _, _ = _flatten(params)

@@ -25,7 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_int as _check_int
 from kdbook._checks import is_concrete
+from kdbook.functional import _angle
 from kdbook.kernels import kernel_solve
 
 __all__ = [
@@ -92,9 +95,11 @@ def vector_angle(a: ArrayLike, b: ArrayLike) -> jax.Array:
 
     Computed as :math:`2 \operatorname{atan2}(\lVert \hat a - \hat b \rVert,
     \lVert \hat a + \hat b \rVert)` with :math:`\hat a = a / \lVert a \rVert`, which, unlike
-    :math:`\arccos` of the cosine, keeps full relative precision for tiny angles. A zero vector
-    makes the angle :math:`\pi/2` (its cosine with anything is taken to be 0), so that for a zero
-    student :func:`gaussian_transfer_risk` gives 1/2, the risk of predicting one class everywhere.
+    :math:`\arccos` of the cosine, keeps full relative precision for tiny angles: the
+    computation of :func:`kdbook.functional.tree_angle`, on vectors. A zero vector makes the
+    angle :math:`\pi/2` (its cosine with anything is taken to be 0), so that for a zero student
+    :func:`gaussian_transfer_risk` gives 1/2, the risk of predicting one class everywhere
+    (:func:`~kdbook.functional.tree_angle` raises instead).
 
     Args:
         a, b: vectors of the same shape ``(d,)``; ``jax.vmap`` it for batches.
@@ -104,13 +109,7 @@ def vector_angle(a: ArrayLike, b: ArrayLike) -> jax.Array:
     """
     a, b = _as_vector("a", a), _as_vector("b", b)
     _check_same_dim("a", a, "b", b)
-
-    def unit(v):
-        norm = jnp.linalg.norm(v)
-        return v / jnp.where(norm > 0, norm, 1.0)
-
-    ua, ub = unit(a), unit(b)
-    return 2.0 * jnp.arctan2(jnp.linalg.norm(ua - ub), jnp.linalg.norm(ua + ub))
+    return _angle(a, b)
 
 
 def transfer_risk(w: ArrayLike, w_star: ArrayLike, x_test: ArrayLike) -> jax.Array:
@@ -170,7 +169,7 @@ def gaussian_transfer_risk(
         if covariance.shape != (d, d):
             raise ValueError(f"covariance must have shape ({d}, {d}), got {covariance.shape}")
         factor = jnp.linalg.cholesky(covariance)  # covariance = L L^T, so |L^T w| = |w|_Sigma
-        if not isinstance(factor, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(factor))):
+        if is_concrete(factor) and not bool(jnp.all(jnp.isfinite(factor))):
             raise ValueError("covariance must be symmetric positive definite (Cholesky failed)")
         w, w_star = factor.T @ w, factor.T @ w_star
     return vector_angle(w, w_star) / jnp.pi
@@ -194,7 +193,7 @@ def boundary_angles(x: ArrayLike, w_star: ArrayLike) -> jax.Array:
     w_star = _as_vector("w_star", w_star)
     x = _as_points("x", x, w_star.shape[0])
     norm_star = jnp.linalg.norm(w_star)
-    if not isinstance(norm_star, jax.core.Tracer) and float(norm_star) == 0.0:
+    if is_concrete(norm_star) and float(norm_star) == 0.0:
         raise ValueError("w_star must not be zero: the teacher's hyperplane is undefined")
     direction = w_star / norm_star
     along = x @ direction
@@ -263,8 +262,7 @@ def risk_bound(
         )
     if not np.issubdtype(sizes.dtype, np.integer) or np.any(sizes < 0):
         raise ValueError(f"n must hold non-negative integers, got {n!r}")
-    if not isinstance(num_thetas, int | np.integer) or num_thetas < 2:
-        raise ValueError(f"num_thetas must be an integer >= 2, got {num_thetas!r}")
+    _check_int("num_thetas", num_thetas, minimum=2)
     thetas = np.linspace(0.0, np.pi / 2, int(num_thetas))
     if callable(p):
         near, far = (np.asarray(p(t), dtype=np.float64) for t in (thetas, np.pi / 2 - thetas))
@@ -336,8 +334,7 @@ def span_projection(
     """
     w = _as_vector("w", w)
     x = _as_points("x", x, w.shape[0])
-    if method not in SPAN_METHODS:
-        raise ValueError(f"method must be one of {SPAN_METHODS}, got {method!r}")
+    _check_choice("method", method, SPAN_METHODS)
     n, d = x.shape
     if rtol is None:
         rtol = float(jnp.finfo(x.dtype).eps) * max(n, d)
@@ -349,7 +346,7 @@ def span_projection(
     k = q.shape[1]
     keep = jnp.arange(k) < jnp.sum(~zero)
     diagonal = jnp.abs(jnp.diagonal(r))
-    if not isinstance(diagonal, jax.core.Tracer):
+    if is_concrete(diagonal):
         small = keep & (diagonal <= rtol * jnp.max(diagonal, initial=0.0))
         if bool(jnp.any(small)):
             raise ValueError(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,13 +24,12 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from kdbook.functional import as_pytree
+from kdbook._checks import check_int as _check_int
+from kdbook.functional import Apply, Params, as_pytree
 from kdbook.losses import kd_loss
 
 __all__ = ["FitResult", "distill", "fit", "train_scan"]
 
-Params = Any
-Apply = Callable[[Params, jax.Array], jax.Array]
 Loss = Callable[..., jax.Array]
 
 
@@ -65,9 +64,8 @@ def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
     (n,) = sizes
     if n == 0:
         raise ValueError("data is empty: it needs at least one example")
+    _check_int("batch_size", batch_size, allow_none=True)
     if batch_size is not None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         if batch_size > n:
             raise ValueError(
                 f"batch_size={batch_size} is larger than the data ({n} examples); "
@@ -76,11 +74,6 @@ def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
         if key is None:
             raise ValueError("minibatch training (batch_size set) needs a PRNG key: pass key=...")
     return n
-
-
-def _check_steps(steps) -> None:
-    if not isinstance(steps, int | np.integer) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
 
 
 def _make_step(
@@ -154,14 +147,23 @@ def train_scan(
     loss: Loss,
     optimizer: optax.GradientTransformation,
     steps: int,
+    opt_state: optax.OptState | None = None,
     key: jax.Array | None = None,
     batch_size: int | None = None,
-) -> tuple[Params, jax.Array]:
+) -> tuple[Params, jax.Array, optax.OptState]:
     """Run ``steps`` updates inside ``jax.lax.scan``: jittable and ``vmap``-able.
 
     The updates are exactly those of :func:`fit` with the same arguments. Use it to train many
     models at once, e.g. ``jax.vmap(lambda rho: train_scan(..., loss=partial(kd_loss,
     soft_ratio=rho, ...))[0])(rhos)``.
+
+    To train in chunks, pass the returned optimizer state back in: ``k`` steps from
+    ``(params, opt_state)`` and ``k`` more from the result are the same run as ``2 k`` steps
+    (Adam's moments and step count, momentum, schedules continue). Without ``opt_state`` the
+    optimizer starts afresh (``optimizer.init(params)``), which changes nothing for plain
+    ``optax.sgd`` but restarts any stateful optimizer. The minibatch order depends on ``key`` and
+    the step number within this call, so chunks of minibatch training repeat the same order
+    unless each chunk gets its own key.
 
     Args:
         apply: ``apply(params, x) -> outputs``.
@@ -170,25 +172,41 @@ def train_scan(
         loss: ``loss(outputs, *targets) -> scalar``.
         optimizer: an Optax gradient transformation.
         steps: number of updates.
+        opt_state: the optimizer's state to continue from (as returned by an earlier call), or
+            ``None`` for ``optimizer.init(params)``.
         key: PRNG key for minibatch order (required when ``batch_size`` is set).
         batch_size: minibatch size, or ``None`` for full-batch.
 
     Returns:
-        ``(params, losses)``: the final parameters and the ``(steps,)`` training losses.
+        ``(params, losses, opt_state)``: the final parameters, the ``(steps,)`` training losses
+        (each before its update) and the final optimizer state.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import optax
+        >>> apply = lambda w, x: x @ w
+        >>> x, y = jnp.eye(3), jnp.array([1.0, -2.0, 0.5])
+        >>> from kdbook.losses import squared_loss
+        >>> options = dict(loss=squared_loss, optimizer=optax.adam(0.1), steps=5)
+        >>> w, losses, state = train_scan(apply, jnp.zeros(3), (x, y), **options)
+        >>> w, more, state = train_scan(apply, w, (x, y), opt_state=state, **options)
+        >>> losses.shape
+        (5,)
     """
     data = tuple(data)
     n = _check_data(data, batch_size, key)
-    _check_steps(steps)
+    _check_int("steps", steps, minimum=0)
     step = _make_step(apply, loss, optimizer, n, batch_size)
     key = jax.random.key(0) if key is None else key
+    opt_state = optimizer.init(params) if opt_state is None else opt_state
 
     def body(carry, i):
         params, opt_state = carry
         params, opt_state, value = step(params, opt_state, i, key, data)
         return (params, opt_state), value
 
-    (params, _), losses = jax.lax.scan(body, (params, optimizer.init(params)), jnp.arange(steps))
-    return params, losses
+    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), jnp.arange(steps))
+    return params, losses, opt_state
 
 
 def fit(
@@ -242,7 +260,7 @@ def fit(
     """
     data = tuple(data)
     n = _check_data(data, batch_size, key)
-    _check_steps(steps)
+    _check_int("steps", steps, minimum=0)
     checkpoint_steps = sorted({int(s) for s in checkpoint_steps})
     if checkpoint_steps and not 0 <= checkpoint_steps[0] <= checkpoint_steps[-1] <= steps:
         raise ValueError(f"checkpoint_steps must lie in [0, steps={steps}], got {checkpoint_steps}")

@@ -10,7 +10,7 @@ import kdbook as kd
 
 @pytest.mark.parametrize("kappa", [0.25, 1.0, 3.0])
 def test_sample_angular_has_the_promised_margin_distribution(kappa):
-    x, y = kd.sample_angular(jax.random.key(0), 20_000, dim=10, kappa=kappa)
+    x, y = kd.sample_angular(20_000, dim=10, kappa=kappa, key=jax.random.key(0))
     np.testing.assert_allclose(jnp.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
     assert np.array_equal(y, (x[:, 0] > 0).astype(np.int32))
     angle = np.arcsin(np.abs(np.asarray(x[:, 0])))  # angle to the hyperplane x_1 = 0
@@ -23,10 +23,10 @@ def test_sample_angular_has_the_promised_margin_distribution(kappa):
 
 def test_gaussian_mixture_sampling():
     mixture = kd.make_gaussian_mixture(
-        jax.random.key(1), dim=3, num_classes=3, modes_per_class=2, separation=5.0, std=0.5
+        dim=3, num_classes=3, modes_per_class=2, separation=5.0, std=0.5, key=jax.random.key(1)
     )
     assert mixture.means.shape == (6, 3) and mixture.num_classes == 3
-    x, y = kd.sample_gaussian_mixture(jax.random.key(2), mixture, 30_000)
+    x, y = kd.sample_gaussian_mixture(mixture, 30_000, key=jax.random.key(2))
     assert x.shape == (30_000, 3) and y.dtype == jnp.int32
     np.testing.assert_allclose(np.bincount(np.asarray(y)) / 30_000, 1 / 3, atol=0.02)
     nearest = jnp.argmin(((x[:, None] - mixture.means[None]) ** 2).sum(-1), axis=1)
@@ -38,17 +38,19 @@ def test_gaussian_mixture_sampling():
 
 def test_label_flip_rate_and_flipped_labels_change_class():
     labels = jnp.zeros(50_000, dtype=jnp.int32)
-    flipped = kd.flip_labels(jax.random.key(3), labels, 0.2, num_classes=4)
+    flipped = kd.flip_labels(labels, 0.2, num_classes=4, key=jax.random.key(3))
     assert abs(float(jnp.mean(flipped != 0)) - 0.2) < 0.01
     counts = np.bincount(np.asarray(flipped), minlength=4)[1:]
     np.testing.assert_allclose(counts / counts.sum(), 1 / 3, atol=0.02)
-    assert np.array_equal(kd.flip_labels(jax.random.key(3), labels, 0.0, num_classes=4), labels)
-    assert np.all(np.asarray(kd.flip_labels(jax.random.key(4), labels, 1.0, num_classes=4)) != 0)
+    assert np.array_equal(kd.flip_labels(labels, 0.0, num_classes=4, key=jax.random.key(3)), labels)
+    assert np.all(
+        np.asarray(kd.flip_labels(labels, 1.0, num_classes=4, key=jax.random.key(4))) != 0
+    )
 
 
 def test_hierarchical_classes_are_closer_within_a_superclass():
     mixture, superclass = kd.make_hierarchical_mixture(
-        jax.random.key(5), dim=20, num_superclasses=4, classes_per_superclass=5
+        dim=20, num_superclasses=4, classes_per_superclass=5, key=jax.random.key(5)
     )
     assert mixture.means.shape == (20, 20) and superclass.shape == (20,)
     distance = np.linalg.norm(mixture.means[:, None] - mixture.means[None], axis=-1)
@@ -58,15 +60,15 @@ def test_hierarchical_classes_are_closer_within_a_superclass():
 
 
 def test_gaussian_bumps_give_balanced_classes():
-    bumps = kd.make_gaussian_bumps(jax.random.key(6), dim=1, num_bumps=8)
-    x = kd.sample_uniform(jax.random.key(7), 20_000, dim=1)
+    bumps = kd.make_gaussian_bumps(dim=1, num_bumps=8, key=jax.random.key(6))
+    x = kd.sample_uniform(20_000, dim=1, key=jax.random.key(7))
     z = bumps.logits(x)
     assert z.shape == (20_000,) and abs(float(jnp.mean(z > 0)) - 0.5) < 0.02
     assert np.all(np.abs(np.asarray(x)) <= 1)
 
 
 def test_sample_sphere_is_unit_norm_and_rotation_invariant():
-    x = kd.sample_sphere(jax.random.key(9), 40_000, dim=3)
+    x = kd.sample_sphere(40_000, dim=3, key=jax.random.key(9))
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)
     # uniform on the 2-sphere: each coordinate is uniform on [-1, 1] (Archimedes), mean 0, var 1/3
     assert np.all(np.abs(np.asarray(x.mean(axis=0))) < 0.02)
@@ -74,12 +76,12 @@ def test_sample_sphere_is_unit_norm_and_rotation_invariant():
     histogram, _ = np.histogram(np.asarray(x[:, 2]), bins=4, range=(-1, 1))
     assert np.all(np.abs(histogram / 40_000 - 0.25) < 0.01)
     with pytest.raises(ValueError, match="dim must be an integer"):
-        kd.sample_sphere(jax.random.key(0), 3, dim=0)
+        kd.sample_sphere(3, dim=0, key=jax.random.key(0))
 
 
 def test_digits_split_is_deterministic_disjoint_and_standardised():
-    a = kd.digits_split(jax.random.key(8), n_train=500, n_test=300)
-    b = kd.digits_split(jax.random.key(8), n_train=500, n_test=300)
+    a = kd.digits_split(n_train=500, n_test=300, key=jax.random.key(8))
+    b = kd.digits_split(n_train=500, n_test=300, key=jax.random.key(8))
     x_train, y_train, x_test, y_test = a
     assert x_train.shape == (500, 64) and x_test.shape == (300, 64)
     assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
@@ -88,30 +90,33 @@ def test_digits_split_is_deterministic_disjoint_and_standardised():
     rows = {tuple(np.round(r, 4)) for r in np.asarray(x_train)}
     assert sum(tuple(np.round(r, 4)) in rows for r in np.asarray(x_test)) < 5  # a few duplicates
     *_, train_index, test_index = kd.digits_split(
-        jax.random.key(8), n_train=500, n_test=300, return_indices=True
+        n_train=500, n_test=300, return_indices=True, key=jax.random.key(8)
     )
     from sklearn.datasets import load_digits
 
     assert np.array_equal(load_digits().target[test_index], y_test)
     assert not set(train_index.tolist()) & set(test_index.tolist())
-    c = kd.digits_split(jax.random.key(9), n_train=500, n_test=300)
+    c = kd.digits_split(n_train=500, n_test=300, key=jax.random.key(9))
     assert not np.array_equal(a[1], c[1])
 
 
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: kd.digits_split(jax.random.key(0), n_train=1500, n_test=500), "n_train"),
-        (lambda: kd.sample_angular(jax.random.key(0), 10, dim=5, kappa=0.0), "kappa"),
-        (lambda: kd.sample_angular(jax.random.key(0), 0, dim=5, kappa=1.0), "n must be"),
-        (lambda: kd.sample_angular(jax.random.key(0), 10, dim=1, kappa=1.0), "dim"),
-        (lambda: kd.make_gaussian_mixture(jax.random.key(0), dim=2, num_classes=1), "num_classes"),
-        (lambda: kd.make_gaussian_mixture(jax.random.key(0), dim=2, std=0.0), "std"),
+        (lambda: kd.digits_split(n_train=1500, n_test=500, key=jax.random.key(0)), "n_train"),
+        (lambda: kd.sample_angular(10, dim=5, kappa=0.0, key=jax.random.key(0)), "kappa"),
+        (lambda: kd.sample_angular(0, dim=5, kappa=1.0, key=jax.random.key(0)), "n must be"),
+        (lambda: kd.sample_angular(10, dim=1, kappa=1.0, key=jax.random.key(0)), "dim"),
         (
-            lambda: kd.flip_labels(jax.random.key(0), jnp.zeros(3, int), 1.5, num_classes=2),
+            lambda: kd.make_gaussian_mixture(dim=2, num_classes=1, key=jax.random.key(0)),
+            "num_classes",
+        ),
+        (lambda: kd.make_gaussian_mixture(dim=2, std=0.0, key=jax.random.key(0)), "std"),
+        (
+            lambda: kd.flip_labels(jnp.zeros(3, int), 1.5, num_classes=2, key=jax.random.key(0)),
             "probability",
         ),
-        (lambda: kd.make_gaussian_bumps(jax.random.key(0), width=-1.0), "width"),
+        (lambda: kd.make_gaussian_bumps(width=-1.0, key=jax.random.key(0)), "width"),
     ],
 )
 def test_bad_input_raises_a_clear_error(call, match):

@@ -78,11 +78,55 @@ def test_tree_helpers_match_flattened_vectors():
     np.testing.assert_allclose(ravel_pytree(kd.tree_scale(a, 3.0))[0], 3 * fa)
     cos = fa @ fb / (jnp.linalg.norm(fa) * jnp.linalg.norm(fb))
     np.testing.assert_allclose(kd.tree_angle(a, b), jnp.arccos(cos), rtol=1e-5)
-    np.testing.assert_allclose(kd.tree_angle(a, a), 0.0, atol=1e-3)
+    assert float(kd.tree_angle(a, a)) == 0.0
     assert kd.tree_size(a) == 7
     stacked = kd.tree_stack([a, b, a])
     assert stacked["v"]["w"].shape == (3, 2, 2)
     np.testing.assert_array_equal(stacked["u"][1], b["u"])
+
+
+def _rotated_pair(seed: int, theta: float, dim: int = 50):
+    """A float64 vector and one at angle theta from it (another norm), and the two in float32."""
+    rng = np.random.default_rng(seed)
+    a, u = rng.normal(size=(2, dim))
+    u -= (u @ a) / (a @ a) * a
+    b = 3.0 * (np.cos(theta) * a / np.linalg.norm(a) + np.sin(theta) * u / np.linalg.norm(u))
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+def _reference_angle(a, b) -> float:
+    """The angle between the float32 vectors, computed in float64 (NumPy)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    rejection = b - (a @ b) / (a @ a) * a
+    return float(np.arctan2(np.linalg.norm(a) * np.linalg.norm(rejection), a @ b))
+
+
+@pytest.mark.parametrize("theta", [1e-4, 1e-3, np.pi - 1e-4])
+def test_tree_angle_is_accurate_for_tiny_and_near_pi_angles_in_float32(theta):
+    for seed in range(5):
+        a, b = _rotated_pair(seed, theta)
+        reference = _reference_angle(a, b)
+        # pytrees: the same vector split into a matrix and a vector leaf
+        tree_a = {"w": jnp.asarray(a[:30].reshape(5, 6)), "b": jnp.asarray(a[30:])}
+        tree_b = {"w": jnp.asarray(b[:30].reshape(5, 6)), "b": jnp.asarray(b[30:])}
+        flat_a, flat_b = ravel_pytree(tree_a)[0], ravel_pytree(tree_b)[0]
+        # one implementation: vector_angle is tree_angle's computation on plain vectors
+        for angle in [kd.tree_angle(tree_a, tree_b), kd.vector_angle(flat_a, flat_b)]:
+            assert angle.dtype == jnp.float32
+            if theta < 1:  # relative precision at small angles (the cosine form: 100% error)
+                np.testing.assert_allclose(float(angle), reference, rtol=1e-3)
+            else:
+                np.testing.assert_allclose(float(angle), reference, atol=1e-6)
+    # the cosine form this replaces cannot resolve 1e-4 rad in float32
+    a, b = _rotated_pair(0, 1e-4)
+    cosine = jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
+    assert abs(float(jnp.arccos(jnp.clip(cosine, -1.0, 1.0))) - 1e-4) > 1e-5
+
+
+def test_tree_angle_under_jit():
+    a, b = _rotated_pair(1, 0.3)
+    angle = jax.jit(kd.tree_angle)({"x": jnp.asarray(a)}, {"x": jnp.asarray(b)})
+    np.testing.assert_allclose(float(angle), _reference_angle(a, b), rtol=1e-5)
 
 
 @pytest.mark.parametrize(

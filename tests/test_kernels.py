@@ -4,6 +4,8 @@ References: NumPy solves and eigendecompositions in float64, explicit gradient-d
 ``scipy.linalg.expm`` for gradient flow, and a float32 kernel that really breaks Cholesky.
 """
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,10 +63,10 @@ def near_duplicate_kernel(n=40, dim=3, seed=0):
 def test_kernel_solve_and_regression_match_numpy_solve(ridge):
     kernel, cross, y, _, _ = problem(jitter=1e-3)
     reference = np.linalg.solve(kernel + ridge * np.eye(len(kernel)), y)
-    with kd.float64():
+    with kd.enable_x64():
         solution = kernel_solve(kernel, y, ridge=ridge)
         vector = kernel_solve(kernel, y[:, 0], ridge=ridge)
-        predicted = kernel_regression(kernel, y, cross, ridge=ridge)
+        predicted = kernel_regression(kernel, y, kernel_test_train=cross, ridge=ridge)
         fitted = kernel_regression(kernel, y[:, 1], ridge=ridge)
     assert solution.dtype == jnp.float64 and solution.shape == y.shape
     np.testing.assert_allclose(solution, reference, rtol=1e-9, atol=1e-9)
@@ -75,7 +77,7 @@ def test_kernel_solve_and_regression_match_numpy_solve(ridge):
 
 def test_minimum_norm_regression_interpolates_the_training_targets():
     kernel, _, y, _, _ = problem()
-    with kd.float64():
+    with kd.enable_x64():
         fitted = kernel_regression(kernel, y)
     np.testing.assert_allclose(fitted, y, atol=1e-8)
 
@@ -101,7 +103,7 @@ def test_kernel_solve_runs_under_jit():
 
 def test_kernel_spectrum_is_descending_and_reconstructs_the_kernel():
     kernel, _, _, _, _ = problem()
-    with kd.float64():
+    with kd.enable_x64():
         eigenvalues, eigenvectors = kernel_spectrum(kernel)
     eigenvalues, eigenvectors = np.asarray(eigenvalues), np.asarray(eigenvectors)
     assert np.all(np.diff(eigenvalues) <= 0)
@@ -128,7 +130,7 @@ def test_discrete_dynamics_match_explicit_gradient_descent(stability):
     reference_train, reference_test = gradient_descent(
         kernel, cross, y, f0, f0_test, learning_rate, steps
     )
-    with kd.float64():
+    with kd.enable_x64():
         f_train, f_test = linearized_dynamics(
             kernel,
             y,
@@ -153,7 +155,7 @@ def test_discrete_dynamics_with_a_singular_kernel_match_gradient_descent():
     reference_train, reference_test = gradient_descent(
         kernel, cross, y, np.zeros(12), np.zeros(4), 1.0, steps
     )
-    with kd.float64():
+    with kd.enable_x64():
         f_train, f_test = linearized_dynamics(
             kernel, y, times=steps, learning_rate=1.0, kernel_test_train=cross, discrete=True
         )
@@ -171,7 +173,7 @@ def test_discrete_dynamics_with_a_singular_kernel_match_gradient_descent():
 def test_gradient_flow_matches_the_matrix_exponential():
     kernel, cross, y, f0, f0_test = problem()
     n, learning_rate, times = len(kernel), 0.7, [0.0, 0.5, 3.0, 40.0]
-    with kd.float64():
+    with kd.enable_x64():
         f_train, f_test = linearized_dynamics(
             kernel,
             y,
@@ -195,7 +197,7 @@ def test_gradient_flow_is_the_small_step_limit_of_gradient_descent():
     flow_train, flow_test = linearized_dynamics(
         kernel, y, times=[2.0, 5.0], learning_rate=1.0, kernel_test_train=cross
     )
-    with kd.float64():
+    with kd.enable_x64():
         gd_train, gd_test = linearized_dynamics(
             kernel,
             y,
@@ -210,7 +212,7 @@ def test_gradient_flow_is_the_small_step_limit_of_gradient_descent():
 
 def test_infinite_time_is_kernel_regression_and_the_large_time_limit():
     kernel, cross, y, f0, f0_test = problem(jitter=0.05)
-    with kd.float64():
+    with kd.enable_x64():
         f_train, f_test = linearized_dynamics(
             kernel,
             y,
@@ -220,11 +222,11 @@ def test_infinite_time_is_kernel_regression_and_the_large_time_limit():
             kernel_test_train=cross,
             f0_test=f0_test,
         )
-        regression = np.asarray(kernel_regression(kernel, y - f0, cross))
+        regression = np.asarray(kernel_regression(kernel, y - f0, kernel_test_train=cross))
         plain_train, plain_test = linearized_dynamics(
             kernel, y, times=[np.inf], learning_rate=1.0, kernel_test_train=cross
         )
-        plain_regression = np.asarray(kernel_regression(kernel, y, cross))
+        plain_regression = np.asarray(kernel_regression(kernel, y, kernel_test_train=cross))
     np.testing.assert_allclose(f_train[1], y, atol=1e-12)
     np.testing.assert_allclose(f_test[1], f0_test + regression, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(f_train[0], f_train[1], atol=1e-8)
@@ -237,7 +239,7 @@ def test_infinite_time_is_kernel_regression_and_the_large_time_limit():
 def test_residual_decays_along_each_eigendirection_at_its_own_rate():
     kernel, _, y, _, _ = problem()
     n, learning_rate, times = len(kernel), 2.0, np.array([0.0, 1.0, 10.0, 100.0])
-    with kd.float64():
+    with kd.enable_x64():
         eigenvalues, eigenvectors = kernel_spectrum(kernel)
         f_train, _ = linearized_dynamics(kernel, y[:, 0], times=times, learning_rate=learning_rate)
     components = (y[:, 0][None, :] - np.asarray(f_train)) @ np.asarray(eigenvectors)  # (T, n)
@@ -268,7 +270,7 @@ def test_near_duplicate_inputs_really_break_float32_cholesky():
     "call",
     [
         lambda kernel, y, cross: kernel_solve(kernel, y),
-        lambda kernel, y, cross: kernel_regression(kernel, y, cross),
+        lambda kernel, y, cross: kernel_regression(kernel, y, kernel_test_train=cross),
         lambda kernel, y, cross: linearized_dynamics(
             kernel, y, times=[np.inf], learning_rate=1.0, kernel_test_train=cross
         ),
@@ -289,8 +291,10 @@ def test_a_ridge_or_float64_fixes_the_ill_conditioned_kernel():
     kernel, y, cross = near_duplicate_kernel()
     ridge = 1e-6 * np.mean(np.diag(kernel))
     assert np.isfinite(np.asarray(kernel_solve(kernel, y, ridge=ridge))).all()
-    assert np.isfinite(np.asarray(kernel_regression(kernel, y, cross, ridge=ridge))).all()
-    with kd.float64():
+    assert np.isfinite(
+        np.asarray(kernel_regression(kernel, y, kernel_test_train=cross, ridge=ridge))
+    ).all()
+    with kd.enable_x64():
         solution = kernel_solve(kernel, y)
         f_train, f_test = linearized_dynamics(
             kernel, y, times=[np.inf], learning_rate=1.0, kernel_test_train=cross
@@ -307,7 +311,7 @@ def test_finite_time_dynamics_of_the_ill_conditioned_kernel_stay_finite_in_float
     f_train, f_test = linearized_dynamics(
         kernel, y, times=[0, 10, 1e4], learning_rate=1.0, kernel_test_train=cross
     )
-    with kd.float64():
+    with kd.enable_x64():
         reference_train, reference_test = linearized_dynamics(
             kernel, y, times=[0, 10, 1e4], learning_rate=1.0, kernel_test_train=cross
         )
@@ -335,20 +339,26 @@ KERNEL, CROSS, Y = np.eye(3) + 0.1, np.ones((2, 3)), np.ones(3)
     [
         (lambda: kernel_solve(np.ones((3, 4)), Y), r"kernel must be a square.*\(3, 4\)"),
         (lambda: kernel_solve(np.ones(3), Y), r"kernel must be a square.*\(3,\)"),
-        (lambda: kernel_solve(KERNEL, np.ones(4)), r"rhs must have shape \(3,\)"),
-        (lambda: kernel_solve(KERNEL, np.ones((3, 2, 1))), "rhs must have shape"),
+        (lambda: kernel_solve(KERNEL, np.ones(4)), r"targets must have shape \(3,\)"),
+        (lambda: kernel_solve(KERNEL, np.ones((3, 2, 1))), "targets must have shape"),
         (lambda: kernel_solve(KERNEL, Y, ridge=-1.0), "ridge must be >= 0, got -1.0"),
         (lambda: kernel_solve(np.triu(KERNEL), Y), "kernel must be symmetric"),
         (lambda: kernel_solve(KERNEL * np.nan, Y), "kernel contains non-finite"),
-        (lambda: kernel_solve(KERNEL, Y * np.inf), "rhs contains non-finite"),
+        (lambda: kernel_solve(KERNEL, Y * np.inf), "targets contains non-finite"),
         (lambda: kernel_spectrum(np.ones((2, 3))), "kernel must be a square"),
-        (lambda: kernel_regression(KERNEL, np.ones(2)), r"y_train must have shape \(3,\)"),
-        (lambda: kernel_regression(KERNEL, Y, np.ones((2, 4))), r"kernel_test_train.*\(m, 3\)"),
-        (lambda: kernel_regression(KERNEL, Y, np.ones(3)), "kernel_test_train must have shape"),
+        (lambda: kernel_regression(KERNEL, np.ones(2)), r"targets must have shape \(3,\)"),
+        (
+            lambda: kernel_regression(KERNEL, Y, kernel_test_train=np.ones((2, 4))),
+            r"kernel_test_train.*\(m, 3\)",
+        ),
+        (
+            lambda: kernel_regression(KERNEL, Y, kernel_test_train=np.ones(3)),
+            "kernel_test_train must have shape",
+        ),
         (lambda: kernel_regression(KERNEL, Y, ridge=-0.5), "ridge must be >= 0"),
         (
             lambda: linearized_dynamics(np.ones((3, 2)), Y, times=[1], learning_rate=1.0),
-            "kernel_train must be a square",
+            "kernel must be a square",
         ),
         (
             lambda: linearized_dynamics(KERNEL, Y, times=[1.0, -2.0], learning_rate=1.0),
@@ -412,6 +422,18 @@ KERNEL, CROSS, Y = np.eye(3) + 0.1, np.ones((2, 3)), np.ones(3)
 def test_bad_input_raises_a_clear_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_kernel_functions_take_kernel_and_targets_positionally_and_the_rest_by_keyword():
+    for name, call in [
+        ("kernel_regression", lambda: kernel_regression(KERNEL, Y, KERNEL)),
+        ("kernel_solve", lambda: kernel_solve(KERNEL, Y, 0.1)),
+        ("linearized_dynamics", lambda: linearized_dynamics(KERNEL, Y, [1.0], 1.0)),
+        ("kernel_complexity", lambda: kd.kernel_complexity(KERNEL, Y, 0.1)),
+    ]:
+        with pytest.raises(TypeError, match="positional"):
+            call()
+        assert list(inspect.signature(getattr(kd, name)).parameters)[:2] == ["kernel", "targets"]
 
 
 @pytest.mark.parametrize("times", [[5], [np.inf], [3, np.inf]])

@@ -33,7 +33,7 @@ def test_linearization_of_a_linear_model_is_exact():
 
 
 def test_linearized_model_is_the_first_order_taylor_expansion():
-    with kd.float64():
+    with kd.enable_x64():
         apply, params = _model()
         x = jax.random.normal(jax.random.key(2), (4, 3))
         flat, unravel = ravel_pytree(params)
@@ -60,7 +60,7 @@ def test_linearized_model_is_the_first_order_taylor_expansion():
 
 def test_gradient_descent_on_the_linearized_model_follows_the_closed_form_dynamics():
     """Discrete GD under L = 1/(2n) sum |f - y|^2 on f_lin equals the kernel recursion."""
-    with kd.float64():
+    with kd.enable_x64():
         apply, params = _model(depth=1, width=64, out=2)
         x = jax.random.normal(jax.random.key(4), (12, 3))
         x_test = jax.random.normal(jax.random.key(5), (5, 3))
@@ -77,9 +77,14 @@ def test_gradient_descent_on_the_linearized_model_follows_the_closed_form_dynami
         for _ in range(steps):
             residual = f - y.reshape(-1)
             f, f_test = f - lr / n * big @ residual, f_test - lr / n * cross @ residual
-        loss = lambda out, target: 0.5 * jnp.mean(jnp.sum((out - target) ** 2, axis=1))  # noqa: E731
         result = kd.fit(
-            lin, params, (x, y), loss=loss, optimizer=optax.sgd(lr), steps=steps, progress=False
+            lin,
+            params,
+            (x, y),
+            loss=kd.squared_loss,
+            optimizer=optax.sgd(lr),
+            steps=steps,
+            progress=False,
         )
         np.testing.assert_allclose(lin(result.params, x).reshape(-1), f, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(

@@ -43,7 +43,7 @@ def _naive_kd(zs, zt, y, rho, T, convention, eps=0.0, soft_term="kl"):
 @pytest.mark.parametrize("soft_term", ["kl", "ce"])
 def test_kd_loss_matches_naive_reference(convention, soft_term):
     zs, zt, y = _logits(0)
-    with kd.float64():
+    with kd.enable_x64():
         got = kd.kd_loss(
             zs,
             zt,
@@ -72,7 +72,7 @@ def test_autodiff_gradient_equals_closed_form(form, convention, temperature):
         convention=convention,
         label_smoothing=0.05,
     )
-    with kd.float64():
+    with kd.enable_x64():
         autodiff = jax.grad(lambda z: kd.kd_loss(z, zt, y, **options))(jnp.asarray(zs))
         closed = kd.kd_logit_gradient(zs, zt, y, **options)
         np.testing.assert_allclose(autodiff, closed, rtol=1e-10, atol=1e-14)
@@ -87,7 +87,7 @@ def test_teacher_logits_get_no_gradient():
 @pytest.mark.parametrize("temperature", [1.0, 5.0])
 def test_soft_ratio_zero_is_cross_entropy(temperature):
     zs, zt, y = _logits(3)
-    with kd.float64():
+    with kd.enable_x64():
         loss = kd.kd_loss(zs, zt, y, soft_ratio=0.0, temperature=temperature)
         np.testing.assert_allclose(loss, kd.cross_entropy(zs, y), rtol=1e-12)
         shared = kd.kd_loss(zs, zt, y, soft_ratio=0.0, temperature=temperature, convention="shared")
@@ -96,7 +96,7 @@ def test_soft_ratio_zero_is_cross_entropy(temperature):
 
 def test_soft_ratio_one_is_the_soft_target_loss_and_ignores_labels():
     zs, zt, y = _logits(4)
-    with kd.float64():
+    with kd.enable_x64():
         a = kd.kd_loss(zs, zt, y, soft_ratio=1.0, temperature=2.0)
         b = kd.kd_loss(zs, zt, (y + 1) % 5, soft_ratio=1.0, temperature=2.0)
         pt, ps = _softmax(zt / 2), _softmax(zs / 2)
@@ -107,7 +107,7 @@ def test_soft_ratio_one_is_the_soft_target_loss_and_ignores_labels():
 
 def test_kl_is_zero_when_student_equals_teacher_and_ce_exceeds_it_by_the_entropy():
     _, zt, y = _logits(5)
-    with kd.float64():
+    with kd.enable_x64():
         kl = kd.kd_loss(zt, zt, y, soft_ratio=1.0, temperature=3.0, soft_term="kl")
         ce = kd.kd_loss(zt, zt, y, soft_ratio=1.0, temperature=3.0, soft_term="ce")
         pt = _softmax(zt / 3)
@@ -121,7 +121,7 @@ def test_sigmoid_form_matches_a_two_class_softmax():
     zs, zt, y = _logits(6)
     zs, zt, y = zs[:, 0], zt[:, 0], y % 2
     two = lambda z: np.stack([np.zeros_like(z), z], axis=1)  # noqa: E731
-    with kd.float64():
+    with kd.enable_x64():
         for convention in ["hinton", "shared"]:
             options = dict(
                 soft_ratio=0.4, temperature=2.5, convention=convention, label_smoothing=0.1
@@ -138,6 +138,86 @@ def test_cross_entropy_matches_optax():
     smooth = optax.smooth_labels(jax.nn.one_hot(y, 5), 0.2)
     want = optax.softmax_cross_entropy(jnp.asarray(zs), smooth).mean()
     np.testing.assert_allclose(kd.cross_entropy(zs, y, label_smoothing=0.2), want, rtol=1e-6)
+    binary = jnp.asarray(zs[:, 0], jnp.float32)
+    want = optax.sigmoid_binary_cross_entropy(binary, jnp.asarray(y % 2, jnp.float32)).mean()
+    np.testing.assert_allclose(kd.cross_entropy(binary, y % 2, form="sigmoid"), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_soft_terms_match_optax(temperature):
+    """The soft terms against Optax's cross-entropy and KL, in float32, to 1e-6."""
+    zs, zt, y = (jnp.asarray(a) for a in _logits(12))
+    zs, zt = zs.astype(jnp.float32), zt.astype(jnp.float32)
+    teacher = jax.nn.softmax(zt / temperature)
+    options = dict(soft_ratio=1.0, temperature=temperature, convention="shared")
+    ce = kd.kd_loss(zs, zt, y, soft_term="ce", **options)
+    want_ce = optax.softmax_cross_entropy(zs / temperature, teacher).mean()
+    np.testing.assert_allclose(ce, want_ce, rtol=1e-6, atol=1e-6)
+    kl = kd.kd_loss(zs, zt, y, soft_term="kl", **options)
+    want_kl = optax.kl_divergence(jax.nn.log_softmax(zs / temperature), teacher).mean()
+    np.testing.assert_allclose(kl, want_kl, rtol=1e-6, atol=1e-6)
+    # the sigmoid form is the two-class case
+    two = lambda z: jnp.stack([jnp.zeros_like(z), z], axis=1)  # noqa: E731
+    binary = kd.kd_loss(zs[:, 0], zt[:, 0], y % 2, form="sigmoid", soft_term="kl", **options)
+    want_binary = optax.kl_divergence(
+        jax.nn.log_softmax(two(zs[:, 0]) / temperature), jax.nn.softmax(two(zt[:, 0]) / temperature)
+    ).mean()
+    np.testing.assert_allclose(binary, want_binary, rtol=1e-6, atol=1e-6)
+
+
+def _float64_kl_rows(zs, zt, temperature):
+    """KL(p_T(zt) || p_T(zs)) per row in float64 NumPy, from the float32 logits."""
+    a, b = (np.asarray(z, np.float64) / temperature for z in (zs, zt))
+    log_ps = (
+        a - np.log(np.exp(a - a.max(1, keepdims=True)).sum(1, keepdims=True)) - a.max(1)[:, None]
+    )
+    log_pt = (
+        b - np.log(np.exp(b - b.max(1, keepdims=True)).sum(1, keepdims=True)) - b.max(1)[:, None]
+    )
+    return (np.exp(log_pt) * (log_pt - log_ps)).sum(1)
+
+
+@pytest.mark.parametrize("delta", [1e-2, 1e-3])
+def test_tiny_kl_stays_non_negative_and_precise_in_float32(delta):
+    """Student ~ teacher: KL ~ delta^2, below float32's resolution of CE and H, both O(1)."""
+    rng = np.random.default_rng(13)
+    zt = 3.0 * rng.normal(size=(256, 10))
+    zs = zt + delta * rng.normal(size=zt.shape)
+    zt32, zs32 = jnp.asarray(zt, jnp.float32), jnp.asarray(zs, jnp.float32)
+    y = jnp.zeros(256, jnp.int32)
+    temperature = 2.0
+    reference = _float64_kl_rows(zs32, zt32, temperature)
+    rows = np.asarray(kd.losses._kl_rows(zs32, zt32, temperature, "softmax"), np.float64)
+    assert np.all(rows >= 0)
+    np.testing.assert_allclose(rows, reference, rtol=1e-4)
+    options = dict(soft_ratio=1.0, temperature=temperature, convention="shared")
+    kl = kd.kd_loss(zs32, zt32, y, soft_term="kl", **options)
+    assert kl.dtype == jnp.float32 and float(kl) >= 0
+    np.testing.assert_allclose(float(kl), reference.mean(), rtol=1e-5)
+    # what the cross-entropy minus the entropy gives: round-off of O(1) numbers, not the KL
+    ce = kd.kd_loss(zs32, zt32, y, soft_term="ce", **options)
+    teacher = jax.nn.softmax(zt32 / temperature)
+    entropy = -jnp.mean(jnp.sum(teacher * jnp.log(teacher), axis=1))
+    assert abs(float(ce - entropy) - reference.mean()) > 100 * abs(float(kl) - reference.mean())
+
+
+def test_kl_and_ce_soft_terms_have_the_same_gradient_bit_for_bit():
+    """The KL's value is computed on its own; its gradient is the cross-entropy's, unchanged."""
+    zs, zt, y = (jnp.asarray(a, jnp.float32) for a in _logits(14))
+    y = y.astype(jnp.int32)
+
+    def gradient(student, teacher, labels, **options):
+        return jax.grad(lambda z: kd.kd_loss(z, teacher, labels, **options))(student)
+
+    for form, student, teacher, labels in [
+        ("softmax", zs, zt, y),
+        ("sigmoid", zs[:, 0], zt[:, 0], y % 2),
+    ]:
+        for convention in ["hinton", "shared"]:
+            options = dict(soft_ratio=0.7, temperature=3.0, form=form, convention=convention)
+            kl = gradient(student, teacher, labels, soft_term="kl", **options)
+            ce = gradient(student, teacher, labels, soft_term="ce", **options)
+            np.testing.assert_array_equal(kl, ce)
 
 
 def test_smooth_labels_and_soft_targets_are_distributions():
@@ -162,7 +242,7 @@ def test_large_temperature_gradient_approaches_logit_matching(form):
     zs, zt, y = _logits(9, scale=1.0)
     if form == "sigmoid":
         zs, zt, y = zs[:, 0], zt[:, 0], y % 2
-    with kd.float64():
+    with kd.enable_x64():
         target = jax.grad(lambda z: kd.logit_matching_loss(z, zt, form=form))(jnp.asarray(zs))
         temperatures = np.array([4.0, 16.0, 64.0, 256.0])
         errors = []
@@ -222,3 +302,56 @@ KD = partial(kd.kd_loss, ZS, ZT, Y)
 def test_bad_input_raises_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------- squared loss
+
+
+def test_squared_loss_is_half_the_mean_squared_error_per_example():
+    rng = np.random.default_rng(4)
+    outputs, targets = rng.normal(size=(2, 9, 3))
+    # closed form: (1 / 2n) sum_i |f_i - y_i|^2, summed over the k outputs
+    expected = ((outputs - targets) ** 2).sum() / (2 * 9)
+    np.testing.assert_allclose(kd.squared_loss(outputs, targets), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        kd.squared_loss(outputs[:, 0], targets[:, 0]),
+        ((outputs[:, 0] - targets[:, 0]) ** 2).sum() / (2 * 9),
+        rtol=1e-6,
+    )
+    # one output: optax.l2_loss averaged over examples
+    np.testing.assert_allclose(
+        kd.squared_loss(outputs[:, 0], targets[:, 0]),
+        optax.l2_loss(outputs[:, 0], targets[:, 0]).mean(),
+        rtol=1e-6,
+    )
+    assert float(kd.squared_loss(jnp.array([1.0, 2.0]), jnp.zeros(2))) == 1.25
+
+
+def test_squared_loss_gradient_is_the_step_linearized_dynamics_assumes():
+    """One gradient step on a linear model f(x) = x w moves the outputs by -(eta/n) K r."""
+    rng = np.random.default_rng(5)
+    x, y = jnp.asarray(rng.normal(size=(6, 4))), jnp.asarray(rng.normal(size=6))
+    w = jnp.asarray(rng.normal(size=4))
+    eta = 0.3
+    grad = jax.grad(lambda w: kd.squared_loss(x @ w, y))(w)
+    moved = x @ (w - eta * grad) - x @ w
+    kernel = x @ x.T
+    np.testing.assert_allclose(moved, -eta / 6 * kernel @ (x @ w - y), rtol=1e-5, atol=1e-6)
+    f_train, _ = kd.linearized_dynamics(
+        kernel, y, times=[1], learning_rate=eta, f0_train=x @ w, discrete=True
+    )
+    np.testing.assert_allclose(f_train[0], x @ (w - eta * grad), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "outputs, targets",
+    [
+        (jnp.ones((4, 1)), jnp.ones(4)),  # would broadcast to (4, 4)
+        (jnp.ones(4), jnp.ones(5)),
+        (jnp.ones(()), jnp.ones(())),
+        (jnp.ones((0, 2)), jnp.ones((0, 2))),
+    ],
+)
+def test_squared_loss_rejects_shapes_that_differ_or_are_empty(outputs, targets):
+    with pytest.raises(ValueError, match="outputs"):
+        kd.squared_loss(outputs, targets)

@@ -55,7 +55,7 @@ def _brute_force(apply, params, x1, x2):
 @pytest.mark.parametrize("name", list(_models()))
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_every_method_matches_the_brute_force_jacobian(name, symmetric):
-    with kd.float64():
+    with kd.enable_x64():
         apply, params = kd.functionalize(_models()[name]())
         x1 = jax.random.normal(jax.random.key(0), (7, 5))
         x2 = None if symmetric else jax.random.normal(jax.random.key(1), (4, 5))
@@ -106,7 +106,7 @@ def test_any_apply_works_with_jacobian_and_ntvp():
         "c": jnp.array([0.5, -0.2]),
     }
     x = jax.random.normal(jax.random.key(3), (5, 3))
-    with kd.float64():
+    with kd.enable_x64():
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
         x = jnp.asarray(x, jnp.float64)
         full = _brute_force(apply, params, x, x)
@@ -218,7 +218,7 @@ def test_empirical_ntk_concentrates_like_inverse_sqrt_width():
 
 
 def test_two_layer_ntk_is_the_closed_form_and_the_monte_carlo_expectation():
-    with kd.float64():
+    with kd.enable_x64():
         x = jax.random.normal(jax.random.key(7), (6, 3), dtype=jnp.float64)
         z = 2.0 * jax.random.normal(jax.random.key(8), (4, 3), dtype=jnp.float64)
         cross = np.asarray(x @ z.T)
@@ -238,7 +238,7 @@ def test_two_layer_ntk_is_the_closed_form_and_the_monte_carlo_expectation():
 
 
 def two_layer_ntk_64(x):
-    with kd.float64():
+    with kd.enable_x64():
         return np.asarray(two_layer_ntk(jnp.asarray(x, jnp.float64)))
 
 
@@ -299,7 +299,7 @@ def test_a_new_model_of_the_same_structure_does_not_recompile(count_compiles, me
 def test_the_structured_kernel_differentiates_any_activation(monkeypatch):
     """A new activation gets its own derivative (by autodiff), not another activation's."""
     monkeypatch.setitem(kd.models.ACTIVATIONS, "softplus", jax.nn.softplus)
-    with kd.float64():
+    with kd.enable_x64():
         apply, params = kd.functionalize(
             kd.MLP(3, depth=2, width=8, out_features=2, activation="softplus", rngs=nnx.Rngs(0))
         )

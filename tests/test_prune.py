@@ -172,7 +172,7 @@ def test_prunable_selection_rules():
     with pytest.raises(ValueError, match="no leaf is prunable"):
         prune.magnitude_mask({"b": jnp.ones(3)}, 0.5)
     with pytest.raises(ValueError, match="no leaf is prunable"):
-        prune.random_mask(jax.random.key(0), tree, 0.5, prunable=lambda path, leaf: False)
+        prune.random_mask(tree, 0.5, prunable=lambda path, leaf: False, key=jax.random.key(0))
     with pytest.raises(ValueError, match="bool"):
         prune.magnitude_mask(tree, 0.5, prunable=lambda path, leaf: leaf)
 
@@ -240,7 +240,7 @@ def test_mask_composition_with_odd_counts_and_pruned_non_prunable_leaves():
 def test_random_mask_counts_equal_magnitude_mask_counts(scope):
     tree = hand_tree()
     for keep in [1.0, 0.5, 0.33, 0.01]:
-        random = prune.random_mask(jax.random.key(3), tree, keep, scope=scope)
+        random = prune.random_mask(tree, keep, scope=scope, key=jax.random.key(3))
         magnitude = prune.magnitude_mask(tree, keep, scope=scope)
         assert jax.tree.structure(random) == jax.tree.structure(tree)
         per_leaf = lambda m: [int(np.sum(x)) for x in jax.tree.leaves(m)]  # noqa: E731
@@ -253,16 +253,18 @@ def test_random_mask_counts_equal_magnitude_mask_counts(scope):
 def test_random_mask_keys_and_uniformity():
     params = {"w": jnp.zeros((4, 5)), "v": jnp.zeros((2, 2))}
     key = jax.random.key(0)
-    assert_trees_equal(prune.random_mask(key, params, 0.3), prune.random_mask(key, params, 0.3))
-    different = prune.random_mask(jax.random.key(1), params, 0.3)
-    assert not np.array_equal(different["w"], prune.random_mask(key, params, 0.3)["w"])
+    assert_trees_equal(
+        prune.random_mask(params, 0.3, key=key), prune.random_mask(params, 0.3, key=key)
+    )
+    different = prune.random_mask(params, 0.3, key=jax.random.key(1))
+    assert not np.array_equal(different["w"], prune.random_mask(params, 0.3, key=key)["w"])
     # legacy uint32 keys work too
-    assert prune.count(prune.random_mask(jax.random.PRNGKey(0), params, 0.3)) == (6 + 1, 24)
+    assert prune.count(prune.random_mask(params, 0.3, key=jax.random.PRNGKey(0))) == (6 + 1, 24)
     trials = 200
     for scope in ["layer", "global"]:
         kept = np.zeros(24)
         for i in range(trials):
-            mask = prune.random_mask(jax.random.fold_in(key, i), params, 0.25, scope=scope)
+            mask = prune.random_mask(params, 0.25, scope=scope, key=jax.random.fold_in(key, i))
             kept += np.concatenate([np.ravel(m) for m in jax.tree.leaves(mask)])
         frequency = kept / trials
         # per entry: binomial(200, 1/4) / 200, standard deviation 0.031; 5 sigma
@@ -291,14 +293,45 @@ def test_neuron_mask_keeps_the_columns_of_largest_norm():
     assert rows[np.argmax(np.linalg.norm(kernel, axis=1)), 0]
 
 
-def test_neuron_mask_at_random_keeps_whole_random_columns():
-    tree = {"k": jnp.zeros((4, 12))}
-    masks = [np.asarray(prune.neuron_mask(tree, 0.5, key=jax.random.key(i))["k"]) for i in range(6)]
-    for mask in masks:
+def test_random_whole_units_come_from_random_mask_with_unit_groups():
+    tree = {"k": jnp.zeros((4, 12)), "b": jnp.zeros(12)}
+    groups = prune.unit_groups(tree)
+    np.testing.assert_array_equal(groups["k"], np.broadcast_to(np.arange(12), (4, 12)))
+    masks = [
+        np.asarray(prune.random_mask(tree, 0.5, key=jax.random.key(i), groups=groups)["k"])
+        for i in range(6)
+    ]
+    for i, mask in enumerate(masks):
         assert np.all(mask == mask[:1]) and mask[0].sum() == 6
+        # one random permutation of the 12 units of leaf 0 ("b" is not prunable, "k" is leaf 1)
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(i), 1), 12))
+        assert set(np.flatnonzero(mask[0])) == set(order[:6].tolist())
     assert len({tuple(mask[0]) for mask in masks}) > 1
-    again = prune.neuron_mask(tree, 0.5, key=jax.random.key(0))["k"]
-    np.testing.assert_array_equal(again, masks[0])
+    again = prune.random_mask(tree, 0.5, key=jax.random.key(0), groups=groups)
+    np.testing.assert_array_equal(again["k"], masks[0])
+    assert np.all(np.asarray(again["b"]))
+    rows = prune.random_mask(
+        tree, 0.5, key=jax.random.key(1), groups=prune.unit_groups(tree, axis=0)
+    )["k"]
+    rows = np.asarray(rows)
+    assert np.all(rows == rows[:, :1]) and rows[:, 0].sum() == 2
+
+
+def test_unit_groups_rank_units_like_neuron_mask():
+    rng = np.random.default_rng(3)
+    tree = {"k": jnp.asarray(rng.normal(size=(5, 9)), jnp.float32), "b": jnp.ones(9)}
+    for axis in [-1, 0]:
+        for keep in [0.2, 0.5, 0.9]:
+            by_units = prune.magnitude_mask(
+                tree, keep, scope="layer", groups=prune.unit_groups(tree, axis=axis)
+            )
+            assert_trees_equal(by_units, prune.neuron_mask(tree, keep, axis=axis))
+    with pytest.raises(ValueError, match="axis"):
+        prune.unit_groups(tree, axis=2)
+    with pytest.raises(ValueError, match="axis must be an integer"):
+        prune.unit_groups(tree, axis=0.5)
+    with pytest.raises(TypeError, match="key"):  # random units: random_mask, not neuron_mask
+        prune.neuron_mask(tree, 0.5, key=jax.random.key(0))
 
 
 def test_pruning_neurons_of_a_two_layer_net_removes_them():
@@ -327,7 +360,7 @@ def test_pruning_neurons_of_a_two_layer_net_removes_them():
     pruned = prune.apply_mask(params, mask)
     assert jax.tree.structure(pruned) == jax.tree.structure(params)
     assert np.all(np.asarray(pruned["hidden"]["kernel"][...])[:, : m // 2] == 0)
-    trained, _ = kd.train_scan(
+    trained, _, _ = kd.train_scan(
         apply,
         pruned,
         (x, jnp.ones((5, 1))),
@@ -384,7 +417,7 @@ def test_masked_training_keeps_pruned_weights_exactly_zero(optimizer, loop, regr
         result = kd.fit(apply, start, regression, progress=False, **options)
         trained, losses = result.params, result.history["loss"]
     else:
-        trained, losses = kd.train_scan(apply, start, regression, **options)
+        trained, losses, _ = kd.train_scan(apply, start, regression, **options)
     assert float(losses[-1]) < 0.8 * float(losses[0])
     # kept weights with a gradient at the start all move (units cut off by the mask have none)
     grads = jax.grad(lambda p: mse(apply(p, regression[0]), regression[1]))(start)
@@ -624,7 +657,7 @@ def test_grouped_random_masks_keep_whole_groups_in_exact_numbers():
     tree, groups = grouped_tree()
     for scope, expected in [("layer", [3, 5, 6]), ("global", None)]:
         masks = [
-            prune.random_mask(jax.random.key(i), tree, 0.5, scope=scope, groups=groups)
+            prune.random_mask(tree, 0.5, scope=scope, groups=groups, key=jax.random.key(i))
             for i in range(8)
         ]
         for mask in masks:
@@ -642,12 +675,13 @@ def test_grouped_random_masks_keep_whole_groups_in_exact_numbers():
                 assert sum(counts) == 14
         assert len({np.asarray(m["b"]["kernel"]).tobytes() for m in masks}) > 1
         assert_trees_equal(
-            masks[0], prune.random_mask(jax.random.key(0), tree, 0.5, scope=scope, groups=groups)
+            masks[0],
+            prune.random_mask(tree, 0.5, scope=scope, groups=groups, key=jax.random.key(0)),
         )
     # without groups the random masks are as before (same draws)
     assert_trees_equal(
-        prune.random_mask(jax.random.key(4), tree, 0.3),
-        prune.random_mask(jax.random.key(4), tree, 0.3, groups=None),
+        prune.random_mask(tree, 0.3, key=jax.random.key(4)),
+        prune.random_mask(tree, 0.3, groups=None, key=jax.random.key(4)),
     )
 
 
@@ -659,7 +693,7 @@ def test_pair_groups_keep_an_antisymmetric_two_layer_net_at_zero():
     assert labels.shape == (d, m) and labels.dtype == np.int32
     np.testing.assert_array_equal(labels[:, : m // 2], labels[:, m // 2 :])
     assert len(np.unique(labels)) == d * m // 2
-    x = kd.sample_sphere(jax.random.key(1), 7, dim=d)
+    x = kd.sample_sphere(7, dim=d, key=jax.random.key(1))
     np.testing.assert_allclose(apply(params, x), 0.0, atol=1e-6)
     # after training the partners differ; an ungrouped magnitude mask breaks the pairs and the
     # pruned network no longer starts at zero, a grouped one keeps them
@@ -672,7 +706,7 @@ def test_pair_groups_keep_an_antisymmetric_two_layer_net_at_zero():
         kernel = np.asarray(paired["hidden"]["kernel"][...])
         np.testing.assert_array_equal(kernel[:, : m // 2], kernel[:, m // 2 :])
         np.testing.assert_allclose(apply(prune.apply_mask(params, paired), x), 0.0, atol=1e-6)
-        random = prune.random_mask(jax.random.key(2), params, keep, groups=groups)
+        random = prune.random_mask(params, keep, groups=groups, key=jax.random.key(2))
         np.testing.assert_allclose(apply(prune.apply_mask(params, random), x), 0.0, atol=1e-6)
     unpaired = prune.magnitude_mask(trained, 0.5)
     assert np.abs(np.asarray(apply(prune.apply_mask(params, unpaired), x))).max() > 1e-2
@@ -690,7 +724,7 @@ def test_pair_groups_keep_an_antisymmetric_two_layer_net_at_zero():
 def test_imp_with_pair_groups_prunes_pairs_and_starts_every_round_at_zero():
     m, d = 16, 3
     apply, params = functionalize(kd.TwoLayerNet(d, width=m, antisymmetric=True, rngs=nnx.Rngs(3)))
-    x = kd.sample_sphere(jax.random.key(4), 10, dim=d)
+    x = kd.sample_sphere(10, dim=d, key=jax.random.key(4))
     data = (x, jnp.sin(3 * x[:, :1]))
     train, starts = recording_trainer(apply, data, steps=15)
     groups = prune.pair_groups(params)
@@ -725,7 +759,7 @@ def test_bad_groups_are_rejected():
     with pytest.raises(ValueError, match="shapes"):
         prune.magnitude_mask(tree, 0.5, groups={**groups, "c": np.zeros((2, 3), int)})
     with pytest.raises(ValueError, match="different structures"):
-        prune.random_mask(jax.random.key(0), tree, 0.5, groups={"a": groups["a"]})
+        prune.random_mask(tree, 0.5, groups={"a": groups["a"]}, key=jax.random.key(0))
     with pytest.raises(ValueError, match="concrete"):
         jax.jit(lambda g: prune.magnitude_mask(tree, 0.5, groups=g))(groups)
 
@@ -739,7 +773,7 @@ def test_bad_keep_is_rejected(keep):
     with pytest.raises(ValueError, match="keep"):
         prune.magnitude_mask(tree, keep)
     with pytest.raises(ValueError, match="keep"):
-        prune.random_mask(jax.random.key(0), tree, keep)
+        prune.random_mask(tree, keep, key=jax.random.key(0))
     with pytest.raises(ValueError, match="keep"):
         prune.neuron_mask(tree, keep)
     with pytest.raises(ValueError, match="keep_per_round"):
@@ -776,7 +810,7 @@ def test_other_bad_arguments_are_rejected():
     float_mask = jax.tree.map(lambda leaf: jnp.ones(leaf.shape), tree)
     for call in [
         lambda: prune.magnitude_mask(tree, 0.5, scope="local"),
-        lambda: prune.random_mask(jax.random.key(0), tree, 0.5, scope="all"),
+        lambda: prune.random_mask(tree, 0.5, scope="all", key=jax.random.key(0)),
     ]:
         with pytest.raises(ValueError, match="scope"):
             call()

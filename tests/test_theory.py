@@ -47,7 +47,7 @@ def test_vector_angle_known_values_and_small_angles():
 
 
 def test_vector_angle_matches_arccos_in_float64():
-    with kd.float64():
+    with kd.enable_x64():
         a, b = jax.random.normal(jax.random.key(0), (2, 20, 7))
         angles = jax.vmap(theory.vector_angle)(a, b)
         cosine = jnp.sum(a * b, axis=1) / jnp.linalg.norm(a, axis=1) / jnp.linalg.norm(b, axis=1)
@@ -102,8 +102,8 @@ def test_gaussian_transfer_risk_with_identity_covariance_is_the_isotropic_formul
 
 
 def test_boundary_angles_of_sample_angular_are_arcsin_of_the_first_coordinate():
-    with kd.float64():
-        x, _ = kd.sample_angular(jax.random.key(2), 500, dim=8, kappa=0.5)
+    with kd.enable_x64():
+        x, _ = kd.sample_angular(500, dim=8, kappa=0.5, key=jax.random.key(2))
         angles = theory.boundary_angles(x, 4.0 * jnp.eye(8)[0])
     np.testing.assert_allclose(angles, np.arcsin(np.abs(np.asarray(x[:, 0]))), rtol=1e-7)
     assert float(theory.boundary_angles(jnp.zeros((1, 8)), jnp.eye(8)[0])[0]) == 0.0
@@ -112,7 +112,7 @@ def test_boundary_angles_of_sample_angular_are_arcsin_of_the_first_coordinate():
 @pytest.mark.parametrize("kappa", [0.25, 1.0, 3.0])
 def test_angular_cdf_of_sample_angular_is_the_power_law(kappa):
     m = 20_000
-    x, _ = kd.sample_angular(jax.random.key(3), m, dim=10, kappa=kappa)
+    x, _ = kd.sample_angular(m, dim=10, kappa=kappa, key=jax.random.key(3))
     thetas = jnp.linspace(0.0, np.pi / 2, 50)
     # Rotating the data and the teacher together changes no angle.
     rotation, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(4), (10, 10)))
@@ -160,7 +160,7 @@ def test_risk_bound_with_a_margin_decays_exponentially():
 
 def test_risk_bound_from_samples_agrees_with_the_exact_geometry():
     kappa = 0.5
-    x, _ = kd.sample_angular(jax.random.key(5), 50_000, dim=10, kappa=kappa)
+    x, _ = kd.sample_angular(50_000, dim=10, kappa=kappa, key=jax.random.key(5))
     sizes = [2, 10, 40]
     from_samples = theory.risk_bound(sizes, theory.boundary_angles(x, jnp.eye(10)[0]))
     exact = theory.risk_bound(sizes, lambda t: (2 * t / np.pi) ** kappa)
@@ -174,7 +174,7 @@ def test_risk_bound_from_samples_agrees_with_the_exact_geometry():
 @pytest.mark.parametrize("n", [1, 7, 20, 30, 45])
 def test_span_projection_matches_the_explicit_formula(method, n):
     d = 30
-    with kd.float64():
+    with kd.enable_x64():
         x = jax.random.normal(jax.random.key(n), (n, d))
         w = jax.random.normal(jax.random.key(100 + n), (d,))
         projection = theory.span_projection(x, w, method=method)
@@ -265,7 +265,7 @@ def test_bad_input_raises_a_clear_error(call, match):
 
 
 def test_kernel_complexity_is_the_spectral_sum_and_the_rkhs_norm_of_the_interpolant():
-    with kd.float64():
+    with kd.enable_x64():
         x = jax.random.normal(jax.random.key(0), (30, 4), dtype=jnp.float64)
         kernel = kd.two_layer_ntk(x)
         y = jnp.sin(3 * x[:, 0]) + x[:, 1]

@@ -113,9 +113,31 @@ def test_fit_and_train_scan_take_the_same_steps(regression, batch_size):
         loss=mse, optimizer=optax.adam(0.05), steps=60, batch_size=batch_size, key=jax.random.key(7)
     )
     result = kd.fit(linear_apply, params, (x, y), progress=False, **options)
-    scanned, losses = kd.train_scan(linear_apply, params, (x, y), **options)
+    scanned, losses, _ = kd.train_scan(linear_apply, params, (x, y), **options)
     np.testing.assert_allclose(result.params["w"], scanned["w"], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(result.history["loss"], losses, rtol=1e-6, atol=1e-6)
+
+
+def test_train_scan_resumes_from_the_optimizer_state(regression):
+    """Two chunks of k Adam steps, the state passed through, are one run of 2k steps."""
+    x, y, params = regression
+    options = dict(loss=mse, optimizer=optax.adam(0.05))
+    whole, whole_losses, whole_state = kd.train_scan(
+        linear_apply, params, (x, y), steps=40, **options
+    )
+    half, first_losses, state = kd.train_scan(linear_apply, params, (x, y), steps=20, **options)
+    resumed, second_losses, resumed_state = kd.train_scan(
+        linear_apply, half, (x, y), steps=20, opt_state=state, **options
+    )
+    np.testing.assert_allclose(resumed["w"], whole["w"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        np.concatenate([first_losses, second_losses]), whole_losses, rtol=1e-6, atol=1e-7
+    )
+    for a, b in zip(jax.tree.leaves(resumed_state), jax.tree.leaves(whole_state), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # without the state, Adam restarts (moments and bias correction from zero): another run
+    restarted, _, _ = kd.train_scan(linear_apply, half, (x, y), steps=20, **options)
+    assert not np.allclose(restarted["w"], whole["w"], rtol=1e-3, atol=1e-4)
 
 
 def test_train_scan_vmaps_over_hyperparameters(regression):
@@ -123,7 +145,7 @@ def test_train_scan_vmaps_over_hyperparameters(regression):
 
     def final_loss(lr):
         tx = optax.sgd(lr)
-        p, losses = kd.train_scan(linear_apply, params, (x, y), loss=mse, optimizer=tx, steps=30)
+        _, losses, _ = kd.train_scan(linear_apply, params, (x, y), loss=mse, optimizer=tx, steps=30)
         return losses[-1]
 
     batched = jax.jit(jax.vmap(final_loss))(jnp.array([0.01, 0.1]))
@@ -274,9 +296,9 @@ def test_one_distill_step_is_a_gradient_step_on_the_kd_objective_written_out():
         (dict(data=(jnp.zeros((0, 3)), jnp.zeros(0))), "data is empty"),
         (dict(data=(jnp.zeros((4, 3)), jnp.zeros(5))), "same leading"),
         (dict(batch_size=100, key=jax.random.key(0)), "larger than the data"),
-        (dict(batch_size=0, key=jax.random.key(0)), "batch_size must be a positive"),
+        (dict(batch_size=0, key=jax.random.key(0)), "batch_size must be an integer >= 1 or None"),
         (dict(batch_size=4), "needs a PRNG key"),
-        (dict(steps=-1), "steps must be a non-negative"),
+        (dict(steps=-1), "steps must be an integer >= 0"),
         (dict(checkpoint_steps=[50]), "checkpoint_steps"),
         (dict(patience=3), "both patience and monitor"),
         (dict(eval_every=5), "needs eval_fn"),
@@ -324,7 +346,7 @@ def test_a_new_model_of_the_same_structure_does_not_recompile(count_compiles):
     # Each model trains with its own weights and output signs: compare with train_scan (a
     # separate compilation of the same updates).
     for model, result in [(apply, trained), (linear, trained_linear)]:
-        reference, losses = kd.train_scan(model, params, (x, y), **options)
+        reference, losses, _ = kd.train_scan(model, params, (x, y), **options)
         np.testing.assert_allclose(result.history["loss"], losses, rtol=1e-5)
         np.testing.assert_allclose(
             jax.tree.leaves(result.params)[0], jax.tree.leaves(reference)[0], rtol=1e-5
