@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax.tree_utils as otu
 from flax import nnx
 
 from kdbook._checks import is_concrete
@@ -153,33 +154,36 @@ def as_pytree(apply: Apply) -> Apply:
     return jax.tree_util.Partial(apply)
 
 
+# The pytree algebra is optax.tree_utils'; these names add a check that both pytrees have the
+# same structure, with an error that shows the two structures.
+
+
 def tree_inner(a: Params, b: Params) -> jax.Array:
     """Euclidean inner product ``<a, b>`` of two pytrees with the same structure."""
     _check_same_structure(a, b)
-    leaves = jax.tree.leaves(jax.tree.map(lambda u, v: jnp.vdot(u, v), a, b))
-    return sum(leaves, jnp.zeros((), dtype=jnp.result_type(*jax.tree.leaves(a))))
+    return otu.tree_vdot(a, b)
 
 
 def tree_norm(a: Params) -> jax.Array:
     """Euclidean norm of a pytree flattened into one vector."""
-    return jnp.sqrt(sum(jnp.sum(jnp.abs(u) ** 2) for u in jax.tree.leaves(a)))
+    return otu.tree_norm(a)
 
 
 def tree_difference(a: Params, b: Params) -> Params:
     """Leafwise ``a - b`` (e.g. the weight change ``theta_t - theta_0``)."""
     _check_same_structure(a, b)
-    return jax.tree.map(jnp.subtract, a, b)
+    return otu.tree_sub(a, b)
 
 
 def tree_add(a: Params, b: Params) -> Params:
     """Leafwise ``a + b``."""
     _check_same_structure(a, b)
-    return jax.tree.map(jnp.add, a, b)
+    return otu.tree_add(a, b)
 
 
 def tree_scale(a: Params, scale: float | jax.Array) -> Params:
     """Leafwise ``scale * a``."""
-    return jax.tree.map(lambda u: scale * u, a)
+    return otu.tree_scale(scale, a)
 
 
 def tree_angle(a: Params, b: Params) -> jax.Array:
@@ -211,14 +215,12 @@ def _angle(a: Params, b: Params) -> jax.Array:
         return jax.tree.map(lambda u: u / safe, tree)
 
     ua, ub = unit(a), unit(b)
-    return 2.0 * jnp.arctan2(
-        tree_norm(jax.tree.map(jnp.subtract, ua, ub)), tree_norm(jax.tree.map(jnp.add, ua, ub))
-    )
+    return 2.0 * jnp.arctan2(tree_norm(otu.tree_sub(ua, ub)), tree_norm(otu.tree_add(ua, ub)))
 
 
 def tree_size(a: Params) -> int:
     """Total number of scalars in a pytree."""
-    return sum(int(u.size) for u in jax.tree.leaves(a))
+    return int(otu.tree_size(a))
 
 
 def tree_stack(trees: list[Params]) -> Params:
