@@ -593,29 +593,19 @@ def pair_groups(params: Params, *, axis: int = -1, prunable: Prunable = None) ->
         ValueError: for no prunable leaf, an ``axis`` out of range or an odd number of units in
             a prunable leaf.
     """
-    if not isinstance(axis, int | np.integer) or isinstance(axis, bool):
-        raise ValueError(f"axis must be an integer, got {axis!r}")
-    paths, leaves, treedef = _flatten(params)
-    selected = _selection(params, prunable)
-    out = []
-    for path, leaf, chosen in zip(paths, leaves, selected, strict=True):
-        shape = _shape(leaf)
+
+    def pair(path, shape, axis):
+        m = shape[axis]
+        if m % 2:
+            raise ValueError(
+                f"the leaf at {_where(path)} has {m} units along axis {axis}: pairs need an "
+                f"even number"
+            )
         index = np.arange(math.prod(shape), dtype=np.int32).reshape(shape)
-        if chosen:
-            if not -len(shape) <= axis < len(shape):
-                raise ValueError(
-                    f"axis={axis} is out of range for the leaf at {_where(path)} of shape {shape}"
-                )
-            m = shape[axis]
-            if m % 2:
-                raise ValueError(
-                    f"the leaf at {_where(path)} has {m} units along axis {axis}: pairs need an "
-                    f"even number"
-                )
-            first = np.take(index, np.arange(m // 2), axis=axis)
-            index = np.concatenate([first, first], axis=axis)
-        out.append(index)
-    return jax.tree.unflatten(treedef, out)
+        first = np.take(index, np.arange(m // 2), axis=axis)
+        return np.concatenate([first, first], axis=axis)
+
+    return _label_units(params, axis, prunable, pair)
 
 
 def unit_groups(params: Params, *, axis: int = -1, prunable: Prunable = None) -> Any:
@@ -648,12 +638,24 @@ def unit_groups(params: Params, *, axis: int = -1, prunable: Prunable = None) ->
         array([[0, 1, 2],
                [0, 1, 2]], dtype=int32)
     """
+
+    def unit(path, shape, axis):
+        view = [1] * len(shape)
+        view[axis] = shape[axis]
+        labels = np.arange(shape[axis], dtype=np.int32).reshape(view)
+        return np.broadcast_to(labels, shape).copy()
+
+    return _label_units(params, axis, prunable, unit)
+
+
+def _label_units(params: Params, axis, prunable: Prunable, label) -> Any:
+    """Group labels: ``label(path, shape, axis)`` for each prunable leaf (``axis`` made
+    non-negative), one label per entry for the others."""
     if not isinstance(axis, int | np.integer) or isinstance(axis, bool):
         raise ValueError(f"axis must be an integer, got {axis!r}")
     paths, leaves, treedef = _flatten(params)
-    selected = _selection(params, prunable)
     out = []
-    for path, leaf, chosen in zip(paths, leaves, selected, strict=True):
+    for path, leaf, chosen in zip(paths, leaves, _selection(params, prunable), strict=True):
         shape = _shape(leaf)
         if not chosen:
             out.append(np.arange(math.prod(shape), dtype=np.int32).reshape(shape))
@@ -662,11 +664,7 @@ def unit_groups(params: Params, *, axis: int = -1, prunable: Prunable = None) ->
             raise ValueError(
                 f"axis={axis} is out of range for the leaf at {_where(path)} of shape {shape}"
             )
-        unit_axis = int(axis) % len(shape)
-        view = [1] * len(shape)
-        view[unit_axis] = shape[unit_axis]
-        labels = np.arange(shape[unit_axis], dtype=np.int32).reshape(view)
-        out.append(np.broadcast_to(labels, shape).copy())
+        out.append(label(path, shape, int(axis) % len(shape)))
     return jax.tree.unflatten(treedef, out)
 
 
