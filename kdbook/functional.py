@@ -33,10 +33,10 @@ __all__ = [
     "tree_stack",
 ]
 
-#: A parameter pytree (e.g. the ``nnx.State`` returned by :func:`functionalize`). kdbook defines
-#: this alias here, once; the other modules import it.
+# A parameter pytree (e.g. the ``nnx.State`` returned by :func:`functionalize`). kdbook defines
+# this alias here, once; the other modules import it.
 Params = Any
-#: The model contract: a pure function ``apply(params, x) -> outputs``.
+# The model contract: a pure function ``apply(params, x) -> outputs``.
 Apply = Callable[[Params, jax.Array], jax.Array]
 
 
