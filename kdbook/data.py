@@ -30,6 +30,7 @@ __all__ = [
     "make_gaussian_mixture",
     "make_hierarchical_mixture",
     "sample_angular",
+    "sample_gaussian_bumps",
     "sample_gaussian_mixture",
     "sample_sphere",
     "sample_uniform",
@@ -225,6 +226,8 @@ def make_gaussian_bumps(
     _check_int("dim", dim)
     _check_int("num_bumps", num_bumps)
     _check_positive("width", width)
+    if not (np.isfinite(float(amplitude)) and float(amplitude) > 0):
+        raise ValueError(f"amplitude must be a finite number > 0, got {amplitude!r}")
     k_c, k_s, k_ref = jax.random.split(key, 3)
     centers = jax.random.uniform(k_c, (num_bumps, dim), minval=-1.0, maxval=1.0)
     signs = jnp.where(jax.random.bernoulli(k_s, 0.5, (num_bumps,)), 1.0, -1.0)
@@ -232,6 +235,36 @@ def make_gaussian_bumps(
     reference = sample_uniform(20_000, dim=dim, key=k_ref)
     offset = float(jnp.median(unshifted.logits(reference))) / amplitude
     return unshifted._replace(offset=offset)
+
+
+def sample_gaussian_bumps(
+    bumps: GaussianBumps, n: int, *, key: jax.Array, label_flip: float = 0.0
+) -> tuple[jax.Array, jax.Array]:
+    r"""Draw ``n`` labelled points of a bump task: uniform inputs, labels ``1[z(x) > 0]``.
+
+    The binary counterpart of :func:`sample_gaussian_mixture` for :class:`GaussianBumps`, whose
+    number of bumps sets how hard the task is. With ``label_flip`` :math:`= p` each label is
+    flipped independently with probability :math:`p`; :math:`p = 1/2` makes labels independent
+    of the inputs (random labels).
+
+    Args:
+        bumps: the task, from :func:`make_gaussian_bumps`.
+        n: number of points.
+        key: PRNG key for this sample.
+        label_flip: :math:`p \in [0, 1]`.
+
+    Returns:
+        ``(x, y)``: ``(n, dim)`` inputs uniform on :math:`[-1, 1]^d` and ``(n,)`` labels in
+        ``{0, 1}`` (int32). The noiseless logits are ``bumps.logits(x)``.
+    """
+    _check_int("n", n)
+    _check_unit_interval("label_flip", label_flip)
+    k_x, k_flip = jax.random.split(key)
+    x = sample_uniform(n, key=k_x, dim=bumps.centers.shape[1])
+    y = (bumps.logits(x) > 0).astype(jnp.int32)
+    if label_flip > 0:
+        y = flip_labels(y, label_flip, num_classes=2, key=k_flip)
+    return x, y
 
 
 def sample_uniform(n: int, *, key: jax.Array, dim: int) -> jax.Array:

@@ -9,6 +9,8 @@ shared by every output (as for the NTK of a network whose output layer is a plai
 * :func:`kernel_solve` solves :math:`(K + \lambda I)\,x = b` by Cholesky.
 * :func:`kernel_regression` predicts :math:`K_* (K + \lambda I)^{-1} y`: kernel ridge regression,
   and for :math:`\lambda = 0` the minimum-norm interpolant.
+* :func:`kernel_features` gives explicit features whose inner products are the kernel, so a
+  kernel model is a linear model with finite weights (the weight change of a wide network).
 * :func:`kernel_spectrum` gives eigenvalues in descending order and their eigenvectors.
 * :func:`linearized_dynamics` gives the predictions of a linearized model trained by gradient
   descent (or gradient flow) under the mean squared error, in closed form, at any times.
@@ -44,7 +46,13 @@ from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete as _concrete
 
-__all__ = ["kernel_regression", "kernel_solve", "kernel_spectrum", "linearized_dynamics"]
+__all__ = [
+    "kernel_features",
+    "kernel_regression",
+    "kernel_solve",
+    "kernel_spectrum",
+    "linearized_dynamics",
+]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -221,6 +229,118 @@ def kernel_regression(
     _check_nonnegative("ridge", ridge)
     weights = _solve("kernel", kernel, y, ridge)
     return cross.astype(weights.dtype) @ weights
+
+
+def kernel_features(
+    kernel: ArrayLike,
+    *,
+    kernel_test_train: ArrayLike | None = None,
+    test_diagonal: ArrayLike | None = None,
+    ridge: float = 0.0,
+) -> tuple[jax.Array, jax.Array | None]:
+    r"""Explicit features for a kernel: a kernel model as a linear model with finite weights.
+
+    With the Cholesky factorisation :math:`K + \lambda I = L L^\top`, the rows of :math:`L` are
+    vectors :math:`\varphi(x_i) \in \mathbb{R}^n` whose inner products are the kernel, so every
+    kernel model :math:`f = \sum_i c_i k(\cdot, x_i)` on the training inputs becomes a linear
+    model :math:`f(x) = \varphi(x)^\top w` with weights :math:`w = L^\top c`, and the RKHS norm
+    of :math:`f` is :math:`\lVert w \rVert`. In the kernel regime :math:`w` plays the part of a
+    wide network's weight change :math:`\Delta\theta`: inner products, norms and angles of weight
+    changes, which live in the span of the training features, are those of these vectors
+    (:func:`kdbook.theory.vector_angle`, :func:`kdbook.theory.span_projection`,
+    :func:`kdbook.theory.boundary_angles` apply unchanged).
+
+    A test input :math:`x` gets the coordinates :math:`L^{-1} k(X, x)` of its feature's
+    projection on that span, and one more coordinate,
+    :math:`\sqrt{k(x, x) - \lVert L^{-1} k(X, x) \rVert^2}`, the length of the part orthogonal
+    to it, so that :math:`\lVert \varphi(x) \rVert^2 = k(x, x)`. Training features get a zero
+    there. The features are exact for inner products with training features (and with any weight
+    vector in their span) and for norms; the orthogonal parts of two test inputs are in truth
+    different directions, so inner products *between test features* are not the kernel.
+
+    With a ridge :math:`\lambda > 0` the training features are those of :math:`K + \lambda I`
+    (each training point has a private extra feature of length :math:`\sqrt\lambda`), and the
+    minimum-norm interpolant in these features is kernel ridge regression.
+
+    Args:
+        kernel: :math:`K`, ``(n, n)`` symmetric positive definite (semi-definite with a ridge).
+        kernel_test_train: :math:`K_*`, ``(m, n)``, or ``None`` for training features only.
+        test_diagonal: :math:`k(x, x)` for the ``m`` test inputs, ``(m,)``; required with
+            ``kernel_test_train``.
+        ridge: :math:`\lambda \ge 0`.
+
+    Returns:
+        ``(train_features, test_features)``: ``(n, n + 1)`` and ``(m, n + 1)`` (``None``
+        without test inputs). ``train_features @ train_features.T`` is :math:`K + \lambda I`.
+
+    Raises:
+        ValueError: bad shapes, one of ``kernel_test_train`` and ``test_diagonal`` without the
+            other, non-finite values, ``ridge < 0``, or a test diagonal smaller than the squared
+            length of its projection beyond round-off (a kernel that is not positive
+            semi-definite across train and test).
+        numpy.linalg.LinAlgError: as :func:`kernel_solve`, when :math:`K + \lambda I` cannot be
+            factorised.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x = jnp.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+        >>> K = x @ x.T + 1.0  # a linear kernel with a constant
+        >>> phi, phi_test = kernel_features(K[:2, :2], kernel_test_train=K[2:, :2],
+        ...                                 test_diagonal=jnp.diag(K)[2:])
+        >>> bool(jnp.allclose(phi @ phi.T, K[:2, :2]))
+        True
+        >>> bool(jnp.allclose(phi_test @ phi.T, K[2:, :2]))  # exact against training features
+        True
+    """
+    kernel = _check_kernel("kernel", kernel)
+    n = kernel.shape[0]
+    _check_nonnegative("ridge", ridge)
+    if (kernel_test_train is None) != (test_diagonal is None):
+        raise ValueError(
+            "kernel_test_train and test_diagonal go together: a test feature needs its "
+            "projection (from kernel_test_train) and its length (from test_diagonal)"
+        )
+    cross = diagonal = None
+    if kernel_test_train is not None:
+        cross = _check_cross(kernel_test_train, n)
+        diagonal = _check_shape(
+            "test_diagonal", test_diagonal, (cross.shape[0],), "one k(x, x) per test input"
+        )
+        for name, value in (("kernel_test_train", cross), ("test_diagonal", diagonal)):
+            if _concrete(value) and not np.isfinite(np.asarray(value)).all():
+                raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    dtype = jnp.result_type(*(a for a in (kernel, cross, diagonal) if a is not None))
+    factor, finite = _cholesky_factor(kernel.astype(dtype), ridge)
+    if _concrete(finite) and not finite.item():
+        raise _not_positive_definite("kernel", kernel.astype(dtype))
+    train = jnp.concatenate([factor, jnp.zeros((n, 1), dtype)], axis=1)
+    if cross is None:
+        return train, None
+    projection, rest = _test_features(factor, cross.astype(dtype), diagonal.astype(dtype))
+    if _concrete(rest):
+        scale = float(jnp.max(jnp.abs(diagonal), initial=0.0))
+        tolerance = float(np.sqrt(np.finfo(np.dtype(dtype)).eps)) * max(scale, 1e-300)
+        if float(jnp.min(rest, initial=0.0)) < -tolerance:
+            raise ValueError(
+                "test_diagonal is smaller than the squared length of the test features' "
+                f"projection (by {-float(jnp.min(rest)):.3g}): the kernel on the training and "
+                "test inputs together is not positive semi-definite"
+            )
+    length = jnp.sqrt(jnp.maximum(rest, 0.0))
+    return train, jnp.concatenate([projection, length[:, None]], axis=1)
+
+
+@jax.jit
+def _cholesky_factor(kernel: jax.Array, ridge) -> tuple[jax.Array, jax.Array]:
+    """Lower Cholesky factor of K + ridge I, and whether it is finite."""
+    factor = jnp.linalg.cholesky(kernel + ridge * jnp.eye(kernel.shape[0], dtype=kernel.dtype))
+    return factor, jnp.all(jnp.isfinite(factor))
+
+
+@jax.jit
+def _test_features(factor, cross, diagonal):
+    projection = jax.scipy.linalg.solve_triangular(factor, cross.T, lower=True).T
+    return projection, diagonal - jnp.sum(projection**2, axis=1)
 
 
 def kernel_spectrum(kernel: ArrayLike) -> tuple[jax.Array, jax.Array]:

@@ -6,15 +6,21 @@ r"""Linearization: the first-order Taylor model of a network around its initiali
 In the kernel regime a wide network trained by gradient descent stays close to this model
 (Lee et al., 2019), whose training dynamics under the squared loss have a closed form
 (:func:`kdbook.kernels.linearized_dynamics`) governed by the empirical NTK at :math:`\theta_0`.
+Trained to convergence from :math:`\theta_0`, it ends at the minimum-norm weight change that
+fits its targets (:func:`min_norm_params`).
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from kdbook.functional import Apply, Params, as_pytree, tree_difference
+from kdbook.functional import Apply, Params, as_pytree, tree_add, tree_difference
+from kdbook.kernels import kernel_solve
+from kdbook.ntk import empirical_ntk
 
-__all__ = ["linearize"]
+__all__ = ["linearize", "min_norm_params"]
 
 
 def linearize(apply: Apply, params0: Params) -> Apply:
@@ -39,3 +45,55 @@ def linearize(apply: Apply, params0: Params) -> Apply:
 def _linearized(apply: Apply, params0: Params, params: Params, x: jax.Array) -> jax.Array:
     out0, tangent = jax.jvp(lambda p: apply(p, x), (params0,), (tree_difference(params, params0),))
     return out0 + tangent
+
+
+def min_norm_params(
+    apply: Apply, params0: Params, x: ArrayLike, targets: ArrayLike, *, ridge: float = 0.0
+) -> Params:
+    r"""The parameters of the linearized model that fit ``targets`` with the smallest change.
+
+    With the Jacobian :math:`J = \nabla_\theta f(\theta_0, X)` on the ``n`` inputs and the
+    empirical NTK :math:`\Theta = J J^\top`,
+
+    .. math:: \theta^\star = \theta_0 + J^\top (\Theta + \lambda I)^{-1}
+        \big(y - f(\theta_0, X)\big),
+
+    the minimum-norm solution of :math:`f^{\mathrm{lin}}(\theta, X) = y` (for :math:`\lambda =
+    0`). Gradient descent on the linearized model from :math:`\theta_0` only ever adds
+    combinations of the rows of :math:`J`, so when it fits its targets it ends here: under the
+    squared loss, and under any loss whose per-example minimiser is the target, e.g. the binary
+    KD loss with targets :func:`kdbook.theory.effective_logits`. The kernel is computed with
+    :func:`kdbook.ntk.empirical_ntk` (all output pairs, so ``k`` outputs give an ``nk x nk``
+    system) and :math:`J^\top c` with one ``jax.vjp``.
+
+    Args:
+        apply: ``apply(params, x) -> outputs`` of shape ``(n,)`` or ``(n, k)``.
+        params0: the expansion point :math:`\theta_0`.
+        x: ``(n, d)`` inputs.
+        targets: shaped like ``apply(params0, x)``.
+        ridge: :math:`\lambda \ge 0` (kernel ridge regression for :math:`\lambda > 0`).
+
+    Returns:
+        Parameters shaped like ``params0``.
+
+    Raises:
+        ValueError: for targets whose shape differs from the outputs', and as
+            :func:`kdbook.kernels.kernel_solve` (non-finite targets, ``ridge < 0``).
+        numpy.linalg.LinAlgError: when the NTK cannot be factorised (more outputs to fit than
+            parameters, duplicate inputs, or too ill-conditioned for the dtype): add a ridge.
+    """
+    x = jnp.asarray(x)
+    outputs, pullback = jax.vjp(lambda p: apply(p, x), params0)
+    targets = jnp.asarray(targets)
+    if targets.shape != outputs.shape:
+        raise ValueError(
+            f"targets must have the shape of the outputs apply(params0, x), {outputs.shape}, "
+            f"got {targets.shape}"
+        )
+    kernel = empirical_ntk(apply, params0, x, trace=False)  # (n, n, k, k), or (n, n, 1, 1)
+    n, k = x.shape[0], kernel.shape[-1]
+    kernel = kernel.transpose(0, 2, 1, 3).reshape(n * k, n * k)
+    residual = (targets - outputs).reshape(n * k)
+    coefficients = kernel_solve(kernel, residual, ridge=ridge)
+    (change,) = pullback(coefficients.reshape(outputs.shape).astype(outputs.dtype))
+    return tree_add(params0, change)

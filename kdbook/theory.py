@@ -10,6 +10,13 @@ geometry, i.e. the angles of inputs to the teacher's decision boundary and their
 of a vector on the span of a transfer set (:func:`span_projection`), which is what gradient
 descent on soft labels converges to from zero.
 
+Wide networks (the setting of Ji & Zhu, 2020): the **effective logits** a wide student fits
+when it is trained to convergence on the KD loss (:func:`effective_logits`), the teacher logits
+that hard labels correct (:func:`correction_threshold`), the disagreement in sign of two sets of
+logits (:func:`sign_disagreement`, the transfer risk of a nonlinear student), and the **data
+inefficiency**, the log-derivative of a weight change's norm in the number of samples
+(:func:`data_inefficiency`).
+
 Kernel regime: the complexity :math:`\sqrt{y^\top K^{-1} y}` of targets under a kernel
 (:func:`kernel_complexity`), the quantity in the generalisation bound of Arora et al. (2019) for
 wide two-layer networks, and the kernel-target alignment of Cristianini et al. (2002)
@@ -19,6 +26,7 @@ wide two-layer networks, and the kernel-target alignment of Cristianini et al. (
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +42,15 @@ from kdbook.kernels import kernel_solve
 __all__ = [
     "angular_cdf",
     "boundary_angles",
+    "correction_threshold",
+    "data_inefficiency",
+    "effective_logits",
     "fit_power_law",
     "gaussian_transfer_risk",
     "kernel_alignment",
     "kernel_complexity",
     "risk_bound",
+    "sign_disagreement",
     "span_projection",
     "transfer_risk",
     "vector_angle",
@@ -132,7 +144,38 @@ def transfer_risk(w: ArrayLike, w_star: ArrayLike, x_test: ArrayLike) -> jax.Arr
     w, w_star = _as_vector("w", w), _as_vector("w_star", w_star)
     _check_same_dim("w", w, "w_star", w_star)
     x_test = _as_points("x_test", x_test, w.shape[0])
-    return jnp.mean((x_test @ w >= 0) != (x_test @ w_star >= 0))
+    return sign_disagreement(x_test @ w, x_test @ w_star)
+
+
+def sign_disagreement(logits: ArrayLike, reference_logits: ArrayLike) -> jax.Array:
+    r"""How often two binary classifiers disagree: the fraction of points where the signs differ.
+
+    .. math:: \hat R = \frac{1}{m} \sum_{j=1}^{m}
+        \mathbb{1}\big[\mathbb{1}[z_j \ge 0] \ne \mathbb{1}[z^*_j \ge 0]\big]
+
+    With a student's logits ``z`` and a teacher's (or an oracle's) ``z*`` on test inputs drawn
+    from the input distribution, this is the Monte Carlo **transfer risk** of any binary student,
+    linear or not; :func:`transfer_risk` is the linear case, ``z = X w``.
+
+    Args:
+        logits: ``(m,)`` logits of one classifier.
+        reference_logits: ``(m,)`` logits of the other.
+
+    Returns:
+        A scalar in ``[0, 1]``.
+
+    Raises:
+        ValueError: for shapes that differ or are not ``(m,)`` with ``m >= 1``, or (concrete
+            input) NaN logits, whose sign is undefined.
+    """
+    logits, reference_logits = jnp.asarray(logits), jnp.asarray(reference_logits)
+    for name, value in (("logits", logits), ("reference_logits", reference_logits)):
+        if value.ndim != 1 or value.shape[0] == 0:
+            raise ValueError(f"{name} must have shape (m,) with m >= 1, got {value.shape}")
+        if is_concrete(value) and bool(jnp.any(jnp.isnan(value))):
+            raise ValueError(f"{name} contains NaN: its sign, and so the risk, is undefined")
+    _check_same_dim("logits", logits, "reference_logits", reference_logits)
+    return jnp.mean((logits >= 0) != (reference_logits >= 0))
 
 
 def gaussian_transfer_risk(
@@ -354,6 +397,250 @@ def span_projection(
                 "on their span: use method='svd'"
             )
     return q @ jnp.where(keep, q.T @ w, 0.0)
+
+
+# ----------------------------------------------------------------------------- wide networks
+
+CONVENTIONS = ("hinton", "shared")
+
+
+def _check_finite_positive(name: str, value) -> None:
+    if is_concrete(value) and not (np.isfinite(float(value)) and float(value) > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {float(value)!r}")
+
+
+def _check_soft_ratio(value) -> None:
+    if is_concrete(value) and not 0.0 <= float(value) <= 1.0:  # also rejects NaN
+        raise ValueError(f"soft_ratio must lie in [0, 1], got {float(value)!r}")
+
+
+def _log_sigmoid_difference(a: jax.Array, b: jax.Array) -> jax.Array:
+    r""":math:`\log(\sigma(a) - \sigma(b))` for :math:`a > b`, without cancellation.
+
+    :math:`\sigma(a) - \sigma(b) = \sigma(a)\,\sigma(-b)\,(1 - e^{b - a})`.
+    """
+    return -jax.nn.softplus(-a) - jax.nn.softplus(b) + jnp.log(-jnp.expm1(b - a))
+
+
+def _shared_positive(u, rho, temperature):
+    r"""Effective logit for label 1, "shared": :math:`T\,\mathrm{logit}(\rho\sigma(u/T) + 1-\rho)`.
+
+    With :math:`q = \rho\sigma(u/T) + 1 - \rho`, :math:`1 - q = \rho\,\sigma(-u/T)`, so
+    :math:`\mathrm{logit}(q) = \log(1 - \rho\sigma(-u/T)) - \log\rho + \mathrm{softplus}(u/T)`:
+    no cancellation, and :math:`+\infty` at :math:`\rho = 0`.
+    """
+    s = u / temperature
+    return temperature * (jnp.log1p(-rho * jax.nn.sigmoid(-s)) - jnp.log(rho) + jax.nn.softplus(s))
+
+
+def _hinton_positive(u, rho, temperature, iterations: int = 160):
+    r"""Effective logit for label 1, "hinton": the root :math:`z > u` of
+
+    :math:`G(z) = (1-\rho)(\sigma(z) - 1) + \rho T (\sigma(z/T) - \sigma(u/T))`, increasing in
+    :math:`z` and negative for :math:`z \le u`. The sign of :math:`G` is decided in log space,
+    :math:`\log(\rho T) + \log(\sigma(z/T) - \sigma(u/T))` against
+    :math:`\log(1-\rho) - \mathrm{softplus}(z)`, so it stays exact where both sigmoids are
+    close to 1. The bracket :math:`[u, u + w]` doubles ``w`` until :math:`G(u + w) \ge 0`, then
+    bisection halves it ``iterations`` times (to round-off for brackets up to :math:`2^{64}`).
+    """
+    log_soft = jnp.log(rho * temperature)
+    log_hard = jnp.log1p(-rho)
+
+    def positive(z):  # G(z) >= 0, for z > u
+        gap = _log_sigmoid_difference(z / temperature, u / temperature)
+        return log_soft + gap >= log_hard - jax.nn.softplus(z)
+
+    def widen(_, width):
+        return jnp.where(positive(u + width), width, 2.0 * width)
+
+    width = jax.lax.fori_loop(0, 64, widen, jnp.ones_like(u))
+    low, high = u + jnp.where(width > 1.0, width / 2.0, 0.0), u + width
+
+    def halve(_, bracket):
+        low, high = bracket
+        middle = low + (high - low) / 2.0
+        up = positive(middle)
+        return jnp.where(up, low, middle), jnp.where(up, middle, high)
+
+    low, high = jax.lax.fori_loop(0, iterations, halve, (low, high))
+    return low + (high - low) / 2.0
+
+
+def effective_logits(
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    soft_ratio: float,
+    temperature: float = 1.0,
+    convention: str = "hinton",
+) -> jax.Array:
+    r"""The logit a student fitted to convergence on the binary KD loss ends at, per example.
+
+    A wide student interpolates its training set, so each training logit settles where the
+    per-example loss of :func:`kdbook.losses.kd_loss` (``form="sigmoid"``) is stationary in the
+    student's logit :math:`z`. With teacher logit :math:`z^t`, label :math:`y \in \{0, 1\}`,
+    soft ratio :math:`\rho` and temperature :math:`T`, the stationary point solves
+
+    .. math::
+
+        \text{"hinton"}:\quad (1-\rho)\,(\sigma(z) - y) + \rho\,T\,(\sigma(z/T) - \sigma(z^t/T))
+            = 0,
+
+        \text{"shared"}:\quad \sigma(z/T) = \rho\,\sigma(z^t/T) + (1-\rho)\,y
+        \;\Rightarrow\; z = T\,\mathrm{logit}\big(\rho\,\sigma(z^t/T) + (1-\rho)\,y\big).
+
+    The left side of the "hinton" equation increases strictly in :math:`z`, so the root is
+    unique; it is found by a bracketing bisection to round-off (a closed form exists only at
+    :math:`T = 1`, where the conventions agree). The edges are exact: :math:`\rho = 1` returns
+    the teacher's logits unchanged, and :math:`\rho = 0` returns :math:`\pm\infty` (the
+    cross-entropy with a hard label has no finite minimiser: the logits of a student trained on
+    labels alone grow without bound). The result is increasing in :math:`z^t`, and
+    ``effective_logits(-z, 1 - y) == -effective_logits(z, y)``.
+
+    Args:
+        teacher_logits: ``(n,)`` (or any shape) teacher logits :math:`z^t`, finite.
+        labels: integer or boolean labels in ``{0, 1}``, the same shape.
+        soft_ratio: :math:`\rho \in [0, 1]`.
+        temperature: :math:`T > 0`, finite.
+        convention: ``"hinton"`` (default, as in :func:`~kdbook.losses.kd_loss`) or
+            ``"shared"``.
+
+    Returns:
+        An array shaped like ``teacher_logits`` (float; ``inf`` only at ``soft_ratio=0``).
+
+    Raises:
+        ValueError: for shapes that differ, labels outside ``{0, 1}``, non-finite teacher logits,
+            ``soft_ratio`` outside ``[0, 1]``, a temperature that is not finite and positive, or an
+            unknown convention. Value checks are skipped for traced values (inside ``jit`` or
+            ``vmap``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> z = effective_logits(jnp.array([-1.0, 2.0]), jnp.array([1, 1]), soft_ratio=0.5)
+        >>> bool(z[0] > 0)  # the label pulls a wrong, unconfident teacher logit across zero
+        True
+    """
+    _check_choice("convention", convention, CONVENTIONS)
+    teacher = jnp.asarray(teacher_logits)
+    if not jnp.issubdtype(teacher.dtype, jnp.inexact):
+        teacher = teacher.astype(jnp.result_type(float))
+    labels = jnp.asarray(labels)
+    if labels.shape != teacher.shape:
+        raise ValueError(
+            f"labels must have the shape of teacher_logits {teacher.shape}, got {labels.shape}"
+        )
+    if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_):
+        raise ValueError(f"labels must be integers in {{0, 1}}, got dtype {labels.dtype}")
+    if is_concrete(labels) and labels.size and not np.isin(np.asarray(labels), (0, 1)).all():
+        raise ValueError("labels must be 0 or 1 (binary classification)")
+    if is_concrete(teacher) and not np.isfinite(np.asarray(teacher)).all():
+        raise ValueError("teacher_logits contains non-finite values (NaN or inf)")
+    _check_soft_ratio(soft_ratio)
+    _check_finite_positive("temperature", temperature)
+    return _effective_logits(teacher, labels.astype(bool), soft_ratio, temperature, convention)
+
+
+@partial(jax.jit, static_argnames="convention")
+def _effective_logits(teacher, positive_label, soft_ratio, temperature, convention):
+    rho = jnp.asarray(soft_ratio, teacher.dtype)
+    temperature = jnp.asarray(temperature, teacher.dtype)
+    sign = jnp.where(positive_label, 1.0, -1.0).astype(teacher.dtype)
+    u = sign * teacher  # the label-1 problem: z_eff(z, 0) = -z_eff(-z, 1)
+    solve = _shared_positive if convention == "shared" else _hinton_positive
+    safe_rho = jnp.where((rho > 0) & (rho < 1), rho, 0.5)
+    positive = solve(u, safe_rho, temperature)
+    positive = jnp.where(rho >= 1, u, jnp.where(rho <= 0, jnp.inf, positive))
+    return sign * positive
+
+
+def correction_threshold(
+    *, soft_ratio: float, temperature: float = 1.0, convention: str = "hinton"
+) -> float:
+    r"""The teacher logit above which a wrong teacher is overruled by the label.
+
+    Take an example of class 1 on which the teacher is wrong, :math:`z^t \le 0`. The student's
+    effective logit (:func:`effective_logits`) is positive, i.e. the hard label corrects the
+    teacher, exactly when :math:`z^t > \tau`, with
+
+    .. math::
+
+        \text{"shared"}:\quad \tau = T \log(2\rho - 1) \quad (\rho > 1/2),
+
+        \text{"hinton"}:\quad \tau = T \log\frac{\rho(T + 1) - 1}{\rho(T - 1) + 1}
+            \quad (\rho\,T > 1 - \rho),
+
+        \text{and } \tau = -\infty \text{ otherwise (every wrong teacher logit is corrected)}.
+
+    Both follow from setting :math:`z = 0` in the stationarity equation; they agree at
+    :math:`T = 1`, and :math:`\tau = 0` at :math:`\rho = 1` (nothing is corrected). By symmetry an
+    example of class 0 is corrected when :math:`z^t < -\tau`.
+
+    Args:
+        soft_ratio: :math:`\rho \in [0, 1]`.
+        temperature: :math:`T > 0`, finite.
+        convention: ``"hinton"`` or ``"shared"``.
+
+    Returns:
+        :math:`\tau \le 0` as a float (``-inf`` when every wrong logit is corrected).
+    """
+    _check_choice("convention", convention, CONVENTIONS)
+    _check_soft_ratio(soft_ratio)
+    _check_finite_positive("temperature", temperature)
+    rho, t = float(soft_ratio), float(temperature)
+    if convention == "shared":
+        return t * float(np.log(2 * rho - 1)) if rho > 0.5 else -np.inf
+    if rho * t <= 1 - rho:
+        return -np.inf
+    return t * float(np.log((rho * (t + 1) - 1) / (rho * (t - 1) + 1)))
+
+
+def data_inefficiency(
+    sizes: Sequence[int] | np.ndarray, norms: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Data inefficiency: how fast a fitted weight change still grows with the sample size.
+
+    .. math:: I(n) = \frac{d\, \E \log \lVert \Delta w_n \rVert}{d \log n}
+        \approx \frac{\overline{\log \lVert \Delta w_{n_{j+1}} \rVert}
+        - \overline{\log \lVert \Delta w_{n_j} \rVert}}{\log n_{j+1} - \log n_j}
+
+    at :math:`n = \sqrt{n_j n_{j+1}}`, the bar an average over draws of the training set.
+    :math:`\lVert \Delta w_n \rVert` is the norm of the minimum-norm weight change that fits
+    :math:`n` samples (:func:`kernel_complexity` computes it from the kernel). When a task is
+    learnable the norm saturates at the norm of the weight change that fits the whole
+    distribution and :math:`I(n) \to 0`; when every new sample demands new weight (random
+    labels), the norm grows like a power of :math:`n` and :math:`I` stays at its exponent. For
+    consecutive sizes :math:`n, n + 1` it is :math:`\approx n\, \E[\log\lVert\Delta w_{n+1}\rVert
+    - \log\lVert\Delta w_n\rVert]`. (This book's normalisation; a squared norm would double it.)
+
+    Args:
+        sizes: ``(k,)`` increasing sample sizes, ``k >= 2``, all ``>= 1``.
+        norms: ``(k,)`` weight-change norms, or ``(draws, k)`` for several draws (averaged in
+            log space); all positive and finite.
+
+    Returns:
+        ``(midpoints, inefficiency)``: two ``(k - 1,)`` float64 arrays, the geometric midpoints
+        :math:`\sqrt{n_j n_{j+1}}` and :math:`I` there.
+
+    Raises:
+        ValueError: for sizes that are not increasing positive integers, or norms of another
+            length, or not positive and finite.
+    """
+    sizes = np.asarray(sizes)
+    if sizes.ndim != 1 or sizes.size < 2 or not np.issubdtype(sizes.dtype, np.integer):
+        raise ValueError(f"sizes must be a 1-D sequence of at least 2 integers, got {sizes!r}")
+    if sizes[0] < 1 or np.any(np.diff(sizes) <= 0):
+        raise ValueError(f"sizes must be increasing integers >= 1, got {sizes.tolist()}")
+    norms = np.asarray(norms, dtype=np.float64)
+    if norms.ndim not in (1, 2) or norms.shape[-1] != sizes.size:
+        raise ValueError(
+            f"norms must have shape ({sizes.size},) or (draws, {sizes.size}) like sizes, got "
+            f"{norms.shape}"
+        )
+    if not (np.all(np.isfinite(norms)) and np.all(norms > 0)):
+        raise ValueError("norms must be positive and finite (their logarithms are averaged)")
+    log_norms = np.log(norms).reshape(-1, sizes.size).mean(axis=0)
+    log_sizes = np.log(sizes.astype(np.float64))
+    return np.exp((log_sizes[1:] + log_sizes[:-1]) / 2), np.diff(log_norms) / np.diff(log_sizes)
 
 
 def kernel_complexity(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0.0) -> jax.Array:
