@@ -122,3 +122,29 @@ def test_digits_split_is_deterministic_disjoint_and_standardised():
 def test_bad_input_raises_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_sample_gaussian_bumps_labels_and_flips():
+    bumps = kd.make_gaussian_bumps(dim=2, num_bumps=8, key=jax.random.key(0))
+    x, y = kd.sample_gaussian_bumps(bumps, 4000, key=jax.random.key(1))
+    assert x.shape == (4000, 2) and y.dtype == jnp.int32
+    assert float(jnp.min(x)) >= -1 and float(jnp.max(x)) <= 1
+    np.testing.assert_array_equal(y, (bumps.logits(x) > 0).astype(jnp.int32))
+    # the same key gives the same inputs; with p the labels differ from the clean ones w.p. p
+    for p in (0.1, 0.5):
+        x_p, y_p = kd.sample_gaussian_bumps(bumps, 4000, key=jax.random.key(1), label_flip=p)
+        np.testing.assert_array_equal(x_p, x)
+        flipped = float(jnp.mean(y_p != y))
+        assert abs(flipped - p) < 5 * np.sqrt(p * (1 - p) / 4000)
+    _, all_flipped = kd.sample_gaussian_bumps(bumps, 100, key=jax.random.key(2), label_flip=1.0)
+    x_2, y_2 = kd.sample_gaussian_bumps(bumps, 100, key=jax.random.key(2))
+    np.testing.assert_array_equal(all_flipped, 1 - y_2)
+
+
+@pytest.mark.parametrize("amplitude", [0.0, -1.0, float("nan"), float("inf")])
+def test_gaussian_bumps_need_a_finite_positive_amplitude(amplitude):
+    with pytest.raises(ValueError, match="amplitude"):
+        kd.make_gaussian_bumps(amplitude=amplitude, key=jax.random.key(0))
+    bumps = kd.make_gaussian_bumps(key=jax.random.key(0))
+    with pytest.raises(ValueError, match="label_flip"):
+        kd.sample_gaussian_bumps(bumps, 10, key=jax.random.key(0), label_flip=1.5)

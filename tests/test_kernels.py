@@ -452,3 +452,78 @@ def test_traced_times_are_rejected():
         jax.jit(lambda t: linearized_dynamics(KERNEL, Y, times=t, learning_rate=1.0)[0])(
             jnp.ones(2)
         )
+
+
+# ----------------------------------------------------------------------------- kernel features
+
+
+def _feature_problem(seed=0, n=12, m=5, p=40):
+    """A kernel with known finite features: K = F F^T for random features F (p > n)."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n + m, p))
+    kernel = features @ features.T
+    return features, kernel[:n, :n], kernel[n:, :n], np.diag(kernel)[n:]
+
+
+def test_kernel_features_reproduce_the_kernel_and_test_norms():
+    _, kernel, cross, diagonal = _feature_problem()
+    with kd.enable_x64():
+        train, test = kd.kernel_features(kernel, kernel_test_train=cross, test_diagonal=diagonal)
+        np.testing.assert_allclose(train @ train.T, kernel, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(test @ train.T, cross, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(jnp.sum(test**2, axis=1), diagonal, rtol=1e-10)
+        assert np.all(np.asarray(train[:, -1]) == 0)
+
+
+def test_kernel_features_turn_kernel_models_into_linear_models_with_the_rkhs_geometry():
+    features, kernel, cross, diagonal = _feature_problem(seed=1)
+    n = kernel.shape[0]
+    rng = np.random.default_rng(2)
+    c1, c2 = rng.normal(size=n), rng.normal(size=n)
+    with kd.enable_x64():
+        train, test = kd.kernel_features(kernel, kernel_test_train=cross, test_diagonal=diagonal)
+        w1, w2 = train.T @ c1, train.T @ c2
+        # predictions of the kernel model sum_i c_i k(., x_i) are inner products with w = L^T c
+        np.testing.assert_allclose(test @ w1, cross @ c1, rtol=1e-10)
+        # the angle between weight vectors is the angle between the explicit feature-space
+        # weights F^T c of the finite feature map
+        explicit = float(kd.vector_angle(features[:n].T @ c1, features[:n].T @ c2))
+        assert float(kd.vector_angle(w1, w2)) == pytest.approx(explicit, rel=1e-10)
+        # and the boundary angle of a test input is the explicit features' angle
+        direction = features[:n].T @ c1
+        expected = kd.boundary_angles(features[n:], direction)
+        np.testing.assert_allclose(kd.boundary_angles(test, w1), expected, rtol=1e-8)
+
+
+def test_kernel_features_with_a_ridge_and_training_only():
+    _, kernel, _, _ = _feature_problem(seed=3, n=30, p=10)  # rank 10 < 30: singular
+    with kd.enable_x64():
+        train, test = kd.kernel_features(kernel, ridge=0.5)
+        assert test is None
+        np.testing.assert_allclose(train @ train.T, kernel + 0.5 * np.eye(30), rtol=1e-10)
+        y = np.random.default_rng(4).normal(size=30)
+        # the minimum-norm interpolant in these features is kernel ridge regression
+        weights = train.T @ np.linalg.solve(np.asarray(train @ train.T), y)
+        np.testing.assert_allclose(
+            train[:, :-1] @ weights[:-1] - 0.5 * kd.kernel_solve(kernel, y, ridge=0.5),
+            kd.kernel_regression(kernel, y, ridge=0.5),
+            rtol=1e-8,
+            atol=1e-8,
+        )
+
+
+def test_kernel_features_bad_input():
+    _, kernel, cross, diagonal = _feature_problem(seed=5)
+    with kd.enable_x64():
+        with pytest.raises(ValueError, match="go together"):
+            kd.kernel_features(kernel, kernel_test_train=cross)
+        with pytest.raises(ValueError, match="test_diagonal must have shape"):
+            kd.kernel_features(kernel, kernel_test_train=cross, test_diagonal=diagonal[:2])
+        with pytest.raises(ValueError, match="not positive semi-definite"):
+            kd.kernel_features(kernel, kernel_test_train=cross, test_diagonal=0.01 * diagonal)
+        with pytest.raises(ValueError, match="non-finite"):
+            kd.kernel_features(kernel, kernel_test_train=cross * np.nan, test_diagonal=diagonal)
+        with pytest.raises(ValueError, match="ridge"):
+            kd.kernel_features(kernel, ridge=-1.0)
+        with pytest.raises(np.linalg.LinAlgError, match="ridge="):
+            kd.kernel_features(-kernel)

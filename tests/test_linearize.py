@@ -90,3 +90,75 @@ def test_gradient_descent_on_the_linearized_model_follows_the_closed_form_dynami
         np.testing.assert_allclose(
             lin(result.params, x_test).reshape(-1), f_test, rtol=1e-8, atol=1e-10
         )
+
+
+# ----------------------------------------------------------------------------- min_norm_params
+
+
+def test_min_norm_params_of_a_linear_model_is_the_pseudo_inverse_solution():
+    with kd.enable_x64():
+        apply = lambda w, x: x @ w  # noqa: E731  (Jacobian X, NTK X X^T)
+        rng = np.random.default_rng(0)
+        x, w0, y = rng.normal(size=(5, 12)), rng.normal(size=12), rng.normal(size=5)
+        got = kd.min_norm_params(apply, jnp.asarray(w0), x, y)
+        expected = w0 + np.linalg.pinv(x) @ (y - x @ w0)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_min_norm_params_fits_a_network_and_predicts_like_kernel_regression():
+    with kd.enable_x64():
+        model = kd.TwoLayerNet(3, width=256, rngs=nnx.Rngs(0))
+        apply, params0 = kd.functionalize(model)
+        x = kd.sample_sphere(20, dim=3, key=jax.random.key(1))
+        x_test = kd.sample_sphere(7, dim=3, key=jax.random.key(2))
+        y = jnp.sin(3 * x[:, :1])
+        star = kd.min_norm_params(apply, params0, x, y)
+        linear = kd.linearize(apply, params0)
+        np.testing.assert_allclose(linear(star, x), y, atol=1e-8)
+        kernel = kd.empirical_ntk(apply, params0, x)
+        cross = kd.empirical_ntk(apply, params0, x_test, x)
+        f0, f0_test = apply(params0, x)[:, 0], apply(params0, x_test)[:, 0]
+        expected = f0_test + kd.kernel_regression(kernel, y[:, 0] - f0, kernel_test_train=cross)
+        np.testing.assert_allclose(linear(star, x_test)[:, 0], expected, rtol=1e-8, atol=1e-10)
+
+
+def test_gradient_descent_on_the_kd_loss_converges_to_min_norm_params():
+    # the binary KD loss has its per-example minimum at the effective logits, so gradient descent
+    # on the linearized model ends at the minimum-norm fit of those (Proposition of chapter 5)
+    with kd.enable_x64():
+        apply, params0 = kd.functionalize(kd.TwoLayerNet(3, width=128, rngs=nnx.Rngs(3)))
+        x = kd.sample_sphere(8, dim=3, key=jax.random.key(4))
+        teacher = 3.0 * x[:, 0]
+        labels = (x[:, 1] > 0).astype(jnp.int32)
+        target = kd.effective_logits(teacher, labels, soft_ratio=0.5, temperature=2.0)
+        star = kd.min_norm_params(apply, params0, x, target[:, None])
+
+        def loss(out, z, y):
+            return kd.kd_loss(out, z, y, soft_ratio=0.5, temperature=2.0, form="sigmoid")
+
+        linear = kd.linearize(apply, params0)
+        trained, _, _ = kd.train_scan(
+            linear,
+            params0,
+            (x, teacher[:, None], labels),
+            loss=loss,
+            optimizer=optax.sgd(5.0, momentum=0.9),
+            steps=3000,
+        )
+        gap = kd.tree_norm(kd.tree_difference(trained, star))
+        assert float(gap / kd.tree_norm(kd.tree_difference(star, params0))) < 1e-6
+
+
+def test_min_norm_params_with_several_outputs_and_bad_targets():
+    apply, params = _model(depth=1, width=64, out=2)
+    x = jax.random.normal(jax.random.key(5), (6, 3))
+    y = jax.random.normal(jax.random.key(6), (6, 2))
+    with kd.enable_x64():
+        star = kd.min_norm_params(apply, params, x, y)
+        np.testing.assert_allclose(kd.linearize(apply, params)(star, x), y, atol=1e-6)
+    try:
+        kd.min_norm_params(apply, params, x, y[:, 0])
+    except ValueError as error:
+        assert "targets must have the shape" in str(error)
+    else:
+        raise AssertionError("a (6,) target for (6, 2) outputs was accepted")
