@@ -241,9 +241,9 @@ def kernel_features(
     r"""Explicit features for a kernel: a kernel model as a linear model with finite weights.
 
     With the Cholesky factorisation :math:`K + \lambda I = L L^\top`, the rows of :math:`L` are
-    vectors :math:`\varphi(x_i) \in \mathbb{R}^n` whose inner products are the kernel, so every
+    vectors :math:`\psi(x_i) \in \mathbb{R}^n` whose inner products are the kernel, so every
     kernel model :math:`f = \sum_i c_i k(\cdot, x_i)` on the training inputs becomes a linear
-    model :math:`f(x) = \varphi(x)^\top w` with weights :math:`w = L^\top c`, and the RKHS norm
+    model :math:`f(x) = \psi(x)^\top w` with weights :math:`w = L^\top c`, and the RKHS norm
     of :math:`f` is :math:`\lVert w \rVert`. In the kernel regime :math:`w` plays the part of a
     wide network's weight change :math:`\Delta\theta`: inner products, norms and angles of weight
     changes, which live in the span of the training features, are those of these vectors
@@ -253,7 +253,7 @@ def kernel_features(
     A test input :math:`x` gets the coordinates :math:`L^{-1} k(X, x)` of its feature's
     projection on that span, and one more coordinate,
     :math:`\sqrt{k(x, x) - \lVert L^{-1} k(X, x) \rVert^2}`, the length of the part orthogonal
-    to it, so that :math:`\lVert \varphi(x) \rVert^2 = k(x, x)`. Training features get a zero
+    to it, so that :math:`\lVert \psi(x) \rVert^2 = k(x, x)`. Training features get a zero
     there. The features are exact for inner products with training features (and with any weight
     vector in their span) and for norms; the orthogonal parts of two test inputs are in truth
     different directions, so inner products *between test features* are not the kernel.

@@ -4,7 +4,7 @@ and the squared loss of regression in the kernel regime (:func:`squared_loss`).
 The KD objective of Hinton et al. (2015) mixes a hard-label term and a soft-target term with the
 **soft ratio** :math:`\rho \in [0, 1]` and the **temperature** :math:`T > 0`. With student logits
 :math:`z^s`, teacher logits :math:`z^t`, label :math:`y` and :math:`p_T(z) = \mathrm{softmax}(z/T)`
-(or :math:`\sigma(z/T)` for a binary, one-logit model), the two conventions are
+(or :math:`\operatorname{sigmoid}(z/T)` for a binary, one-logit model), the two conventions are
 
 .. math::
 
@@ -392,7 +392,7 @@ def kd_logit_gradient(
         \text{shared}:\quad \frac{\partial \ell}{\partial z^s}
             = \tfrac{1}{T}\big[(1-\rho)\,(p^s_T - \tilde y) + \rho\,(p^s_T - p^t_T)\big]
 
-    The same formulas hold for the sigmoid form with :math:`\sigma` in place of softmax and
+    The same formulas hold for the sigmoid form with the sigmoid in place of softmax and
     :math:`\tilde y` the probability of class 1. Tang et al. (2020) read the soft part as an
     implicit per-example *re-weighting* of the hard-label gradient.
 

@@ -213,7 +213,9 @@ class TwoLayerNet(nnx.Module):
         in_features: input dimension ``d``.
         width: number of hidden units ``m`` (even when ``antisymmetric``).
         antisymmetric: initialise neurons in pairs ``(w_r, a_r)`` and ``(w_r, -a_r)``, so the
-            network's initial output is exactly zero while its NTK is unchanged in distribution.
+            network's initial output is exactly zero. The NTK has the same expectation and the
+            same infinite-width limit, but it averages only ``m / 2`` independent neurons, so its
+            fluctuations are those of a network of half the width.
         rngs: NNX random streams.
 
     Returns from ``__call__``: outputs of shape ``(n, 1)``.

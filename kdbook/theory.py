@@ -415,18 +415,18 @@ def _check_soft_ratio(value) -> None:
 
 
 def _log_sigmoid_difference(a: jax.Array, b: jax.Array) -> jax.Array:
-    r""":math:`\log(\sigma(a) - \sigma(b))` for :math:`a > b`, without cancellation.
+    r""":math:`\log(s(a) - s(b))` for :math:`a > b` (:math:`s` the sigmoid), without cancellation.
 
-    :math:`\sigma(a) - \sigma(b) = \sigma(a)\,\sigma(-b)\,(1 - e^{b - a})`.
+    :math:`s(a) - s(b) = s(a)\,s(-b)\,(1 - e^{b - a})`.
     """
     return -jax.nn.softplus(-a) - jax.nn.softplus(b) + jnp.log(-jnp.expm1(b - a))
 
 
 def _shared_positive(u, rho, temperature):
-    r"""Effective logit for label 1, "shared": :math:`T\,\mathrm{logit}(\rho\sigma(u/T) + 1-\rho)`.
+    r"""Effective logit for label 1, "shared": :math:`T\,\mathrm{logit}(\rho\,s(u/T) + 1-\rho)`.
 
-    With :math:`q = \rho\sigma(u/T) + 1 - \rho`, :math:`1 - q = \rho\,\sigma(-u/T)`, so
-    :math:`\mathrm{logit}(q) = \log(1 - \rho\sigma(-u/T)) - \log\rho + \mathrm{softplus}(u/T)`:
+    With :math:`q = \rho\,s(u/T) + 1 - \rho`, :math:`1 - q = \rho\,s(-u/T)`, so
+    :math:`\mathrm{logit}(q) = \log(1 - \rho\,s(-u/T)) - \log\rho + \mathrm{softplus}(u/T)`:
     no cancellation, and :math:`+\infty` at :math:`\rho = 0`.
     """
     s = u / temperature
@@ -436,9 +436,9 @@ def _shared_positive(u, rho, temperature):
 def _hinton_positive(u, rho, temperature, iterations: int = 160):
     r"""Effective logit for label 1, "hinton": the root :math:`z > u` of
 
-    :math:`G(z) = (1-\rho)(\sigma(z) - 1) + \rho T (\sigma(z/T) - \sigma(u/T))`, increasing in
+    :math:`G(z) = (1-\rho)(s(z) - 1) + \rho T (s(z/T) - s(u/T))`, increasing in
     :math:`z` and negative for :math:`z \le u`. The sign of :math:`G` is decided in log space,
-    :math:`\log(\rho T) + \log(\sigma(z/T) - \sigma(u/T))` against
+    :math:`\log(\rho T) + \log(s(z/T) - s(u/T))` against
     :math:`\log(1-\rho) - \mathrm{softplus}(z)`, so it stays exact where both sigmoids are
     close to 1. The bracket :math:`[u, u + w]` doubles ``w`` until :math:`G(u + w) \ge 0`, then
     bisection halves it ``iterations`` times (to round-off for brackets up to :math:`2^{64}`).
@@ -479,19 +479,20 @@ def effective_logits(
     A wide student interpolates its training set, so each training logit settles where the
     per-example loss of :func:`kdbook.losses.kd_loss` (``form="sigmoid"``) is stationary in the
     student's logit :math:`z`. With teacher logit :math:`z^t`, label :math:`y \in \{0, 1\}`,
-    soft ratio :math:`\rho` and temperature :math:`T`, the stationary point solves
+    soft ratio :math:`\rho`, temperature :math:`T` and the sigmoid :math:`s(u) = 1 / (1 + e^{-u})`,
+    the stationary point solves
 
     .. math::
 
-        \text{"hinton"}:\quad (1-\rho)\,(\sigma(z) - y) + \rho\,T\,(\sigma(z/T) - \sigma(z^t/T))
+        \text{"hinton"}:\quad (1-\rho)\,(s(z) - y) + \rho\,T\,(s(z/T) - s(z^t/T))
             = 0,
 
-        \text{"shared"}:\quad \sigma(z/T) = \rho\,\sigma(z^t/T) + (1-\rho)\,y
-        \;\Rightarrow\; z = T\,\mathrm{logit}\big(\rho\,\sigma(z^t/T) + (1-\rho)\,y\big).
+        \text{"shared"}:\quad s(z/T) = \rho\,s(z^t/T) + (1-\rho)\,y
+        \;\Rightarrow\; z = T\,\mathrm{logit}\big(\rho\,s(z^t/T) + (1-\rho)\,y\big).
 
     The left side of the "hinton" equation increases strictly in :math:`z`, so the root is
-    unique; it is found by a bracketing bisection to round-off (a closed form exists only at
-    :math:`T = 1`, where the conventions agree). The edges are exact: :math:`\rho = 1` returns
+    unique; it is found by a bracketing bisection to round-off (there is no simple closed form;
+    at :math:`T = 1` the conventions agree). The edges are exact: :math:`\rho = 1` returns
     the teacher's logits unchanged, and :math:`\rho = 0` returns :math:`\pm\infty` (the
     cross-entropy with a hard label has no finite minimiser: the logits of a student trained on
     labels alone grow without bound). The result is increasing in :math:`z^t`, and

@@ -336,7 +336,8 @@ def _hinton_reference(z_t, y, rho, temperature):
 @pytest.mark.parametrize("rho", [0.05, 0.3, 0.5, 0.8, 0.97])
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0, 10.0])
 def test_effective_logits_hinton_against_brentq(rho, temperature):
-    z_t = np.linspace(-12.0, 12.0, 13)
+    # |z_t| / T <= 12: beyond that the reference's sigmoid differences cancel in float64
+    z_t = np.linspace(-6.0, 6.0, 13) * min(1.0, temperature)
     with kd.enable_x64():
         for label in (0, 1):
             labels = np.full(z_t.shape, label)
@@ -406,6 +407,15 @@ def test_effective_logits_edges_symmetry_and_monotonicity():
             -z_t, 0 * ones, soft_ratio=0.4, temperature=2.0, convention=convention
         )
         np.testing.assert_allclose(mirrored, -z, rtol=1e-6)
+
+
+def test_effective_logits_of_confident_teachers_approach_the_t1_asymptote():
+    # at T = 1 and large z_t: (1 - rho) e^-z = rho (e^-z_t - e^-z), so z = z_t - log(rho)
+    with kd.enable_x64():
+        z_t = np.array([40.0, 80.0, 300.0])
+        for rho in (0.1, 0.5, 0.9):
+            got = kd.effective_logits(z_t, np.ones(3, int), soft_ratio=rho)
+            np.testing.assert_allclose(got, z_t - np.log(rho), rtol=1e-12)
 
 
 def test_effective_logits_stay_accurate_for_confident_teachers_in_float32():
