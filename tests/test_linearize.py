@@ -154,8 +154,10 @@ def test_min_norm_params_with_several_outputs_and_bad_targets():
     x = jax.random.normal(jax.random.key(5), (6, 3))
     y = jax.random.normal(jax.random.key(6), (6, 2))
     with kd.enable_x64():
-        star = kd.min_norm_params(apply, params, x, y)
-        np.testing.assert_allclose(kd.linearize(apply, params)(star, x), y, atol=1e-6)
+        params64 = jax.tree.map(lambda p: p.astype(jnp.float64), params)
+        x64, y64 = x.astype(jnp.float64), y.astype(jnp.float64)
+        star = kd.min_norm_params(apply, params64, x64, y64)
+        np.testing.assert_allclose(kd.linearize(apply, params64)(star, x64), y64, atol=1e-9)
     try:
         kd.min_norm_params(apply, params, x, y[:, 0])
     except ValueError as error:
