@@ -36,11 +36,18 @@ def check_int(name: str, value, *, minimum: int = 1, allow_none: bool = False) -
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
+def _scalar(name: str, value) -> float:
+    """A concrete scalar hyperparameter as a float; arrays of more than one value are refused."""
+    if np.ndim(value) != 0:
+        raise ValueError(f"{name} must be a single number, got an array of shape {np.shape(value)}")
+    return float(value)
+
+
 def check_unit_interval(name: str, value, *, closed_right: bool = True) -> None:
     """``value`` must lie in ``[0, 1]`` (or ``[0, 1)`` with ``closed_right=False``)."""
     if not is_concrete(value):
         return
-    v = float(value)
+    v = _scalar(name, value)
     inside = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0  # also rejects NaN
     if not inside:
         interval = "[0, 1]" if closed_right else "[0, 1)"
@@ -48,12 +55,22 @@ def check_unit_interval(name: str, value, *, closed_right: bool = True) -> None:
 
 
 def check_positive(name: str, value, *, why: str = "") -> None:
-    """``value`` must be a number ``> 0``."""
-    if is_concrete(value) and not float(value) > 0:  # also rejects NaN
-        raise ValueError(_with_reason(f"{name} must be > 0, got {float(value)!r}", why))
+    """``value`` must be a finite number ``> 0``."""
+    if not is_concrete(value):
+        return
+    v = _scalar(name, value)
+    if not v > 0:  # also rejects NaN
+        raise ValueError(_with_reason(f"{name} must be > 0, got {v!r}", why))
+    if not np.isfinite(v):
+        raise ValueError(_with_reason(f"{name} must be a finite number > 0, got {v!r}", why))
 
 
 def check_nonnegative(name: str, value, *, why: str = "") -> None:
-    """``value`` must be a number ``>= 0``."""
-    if is_concrete(value) and not float(value) >= 0:  # also rejects NaN
-        raise ValueError(_with_reason(f"{name} must be >= 0, got {float(value)!r}", why))
+    """``value`` must be a finite number ``>= 0``."""
+    if not is_concrete(value):
+        return
+    v = _scalar(name, value)
+    if not v >= 0:  # also rejects NaN
+        raise ValueError(_with_reason(f"{name} must be >= 0, got {v!r}", why))
+    if not np.isfinite(v):
+        raise ValueError(_with_reason(f"{name} must be a finite number >= 0, got {v!r}", why))

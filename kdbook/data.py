@@ -226,8 +226,7 @@ def make_gaussian_bumps(
     _check_int("dim", dim)
     _check_int("num_bumps", num_bumps)
     _check_positive("width", width)
-    if not (np.isfinite(float(amplitude)) and float(amplitude) > 0):
-        raise ValueError(f"amplitude must be a finite number > 0, got {amplitude!r}")
+    _check_positive("amplitude", amplitude)
     k_c, k_s, k_ref = jax.random.split(key, 3)
     centers = jax.random.uniform(k_c, (num_bumps, dim), minval=-1.0, maxval=1.0)
     signs = jnp.where(jax.random.bernoulli(k_s, 0.5, (num_bumps,)), 1.0, -1.0)

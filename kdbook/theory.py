@@ -35,6 +35,8 @@ from jax.typing import ArrayLike
 
 from kdbook._checks import check_choice as _check_choice
 from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_positive as _check_positive
+from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete
 from kdbook.functional import _angle
 from kdbook.kernels import kernel_solve
@@ -404,16 +406,6 @@ def span_projection(
 CONVENTIONS = ("hinton", "shared")
 
 
-def _check_finite_positive(name: str, value) -> None:
-    if is_concrete(value) and not (np.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {float(value)!r}")
-
-
-def _check_soft_ratio(value) -> None:
-    if is_concrete(value) and not 0.0 <= float(value) <= 1.0:  # also rejects NaN
-        raise ValueError(f"soft_ratio must lie in [0, 1], got {float(value)!r}")
-
-
 def _log_sigmoid_difference(a: jax.Array, b: jax.Array) -> jax.Array:
     r""":math:`\log(s(a) - s(b))` for :math:`a > b` (:math:`s` the sigmoid), without cancellation.
 
@@ -536,8 +528,8 @@ def effective_logits(
         raise ValueError("labels must be 0 or 1 (binary classification)")
     if is_concrete(teacher) and not np.isfinite(np.asarray(teacher)).all():
         raise ValueError("teacher_logits contains non-finite values (NaN or inf)")
-    _check_soft_ratio(soft_ratio)
-    _check_finite_positive("temperature", temperature)
+    _check_unit_interval("soft_ratio", soft_ratio)
+    _check_positive("temperature", temperature)
     return _effective_logits(teacher, labels.astype(bool), soft_ratio, temperature, convention)
 
 
@@ -585,8 +577,8 @@ def correction_threshold(
         :math:`\tau \le 0` as a float (``-inf`` when every wrong logit is corrected).
     """
     _check_choice("convention", convention, CONVENTIONS)
-    _check_soft_ratio(soft_ratio)
-    _check_finite_positive("temperature", temperature)
+    _check_unit_interval("soft_ratio", soft_ratio)
+    _check_positive("temperature", temperature)
     rho, t = float(soft_ratio), float(temperature)
     if convention == "shared":
         return t * float(np.log(2 * rho - 1)) if rho > 0.5 else -np.inf

@@ -148,3 +148,15 @@ def test_gaussian_bumps_need_a_finite_positive_amplitude(amplitude):
     bumps = kd.make_gaussian_bumps(key=jax.random.key(0))
     with pytest.raises(ValueError, match="label_flip"):
         kd.sample_gaussian_bumps(bumps, 10, key=jax.random.key(0), label_flip=1.5)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: kd.make_gaussian_mixture(dim=2, std=np.inf, key=jax.random.key(0)), "std"),
+        (lambda: kd.sample_angular(5, dim=3, kappa=np.inf, key=jax.random.key(0)), "kappa"),
+    ],
+)
+def test_infinite_scales_are_refused(call, match):
+    with pytest.raises(ValueError, match=f"{match} must be a finite number"):
+        call()

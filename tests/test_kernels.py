@@ -530,3 +530,20 @@ def test_kernel_features_bad_input():
             kd.kernel_features(kernel, ridge=-1.0)
         with pytest.raises(np.linalg.LinAlgError, match="ridge="):
             kd.kernel_features(-kernel)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: kernel_solve(KERNEL, Y, ridge=np.inf), "ridge must be a finite number >= 0"),
+        (lambda: kernel_regression(KERNEL, Y, ridge=np.inf), "ridge must be a finite number"),
+        (
+            lambda: linearized_dynamics(KERNEL, Y, times=[1.0], learning_rate=np.inf),
+            "learning_rate must be a finite number > 0",
+        ),
+        (lambda: kd.kernel_features(KERNEL, ridge=np.inf), "ridge must be a finite number"),
+    ],
+)
+def test_infinite_hyperparameters_are_refused_not_turned_into_nan(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

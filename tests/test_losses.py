@@ -355,3 +355,20 @@ def test_squared_loss_gradient_is_the_step_linearized_dynamics_assumes():
 def test_squared_loss_rejects_shapes_that_differ_or_are_empty(outputs, targets):
     with pytest.raises(ValueError, match="outputs"):
         kd.squared_loss(outputs, targets)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(temperature=float("inf")), "temperature must be a finite number > 0"),
+        (dict(temperature=np.array([2.0, 3.0])), "temperature must be a single number"),
+        (dict(soft_ratio=np.array([0.5, 0.5])), "soft_ratio must be a single number"),
+    ],
+)
+def test_kd_hyperparameters_must_be_finite_single_numbers(kwargs, match):
+    options = dict(soft_ratio=0.5, temperature=2.0) | kwargs
+    student, teacher = jnp.zeros((3, 4)), jnp.ones((3, 4))
+    with pytest.raises(ValueError, match=match):
+        kd.kd_loss(student, teacher, jnp.array([0, 1, 2]), **options)
+    with pytest.raises(ValueError, match=match):
+        kd.kd_logit_gradient(student, teacher, jnp.array([0, 1, 2]), **options)

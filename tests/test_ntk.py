@@ -332,3 +332,15 @@ def test_structure_is_none_for_a_module_that_is_not_a_dense_chain():
     apply, _ = kd.functionalize(kd.Linear(4))
     assert apply.structure is None
     assert kd.functionalize(kd.TwoLayerNet(3, width=8, rngs=nnx.Rngs(0)))[0].structure is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(w_std=float("inf")), "w_std must be a finite number > 0"),
+        (dict(b_std=float("inf")), "b_std must be a finite number >= 0"),
+    ],
+)
+def test_infinite_kernels_refuse_infinite_scales(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        kd.infinite_kernels(jnp.ones((2, 3)), depth=1, **kwargs)
