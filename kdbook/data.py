@@ -241,8 +241,8 @@ def sample_gaussian_bumps(
 ) -> tuple[jax.Array, jax.Array]:
     r"""Draw ``n`` labelled points of a bump task: uniform inputs, labels ``1[z(x) > 0]``.
 
-    The binary counterpart of :func:`sample_gaussian_mixture` for :class:`GaussianBumps`, whose
-    number of bumps sets how hard the task is. With ``label_flip`` :math:`= p` each label is
+    The binary counterpart of :func:`sample_gaussian_mixture` for :class:`GaussianBumps` (more
+    bumps make a more complicated decision boundary). With ``label_flip`` :math:`= p` each label is
     flipped independently with probability :math:`p`; :math:`p = 1/2` makes labels independent
     of the inputs (random labels).
 

@@ -40,6 +40,7 @@ from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete
 from kdbook.functional import _angle
 from kdbook.kernels import kernel_solve
+from kdbook.losses import CONVENTIONS
 
 __all__ = [
     "angular_cdf",
@@ -402,8 +403,6 @@ def span_projection(
 
 
 # ----------------------------------------------------------------------------- wide networks
-
-CONVENTIONS = ("hinton", "shared")
 
 
 def _log_sigmoid_difference(a: jax.Array, b: jax.Array) -> jax.Array:
