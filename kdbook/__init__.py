@@ -51,11 +51,14 @@ from kdbook.kernels import (
 )
 from kdbook.linearize import linearize, min_norm_params
 from kdbook.losses import (
+    GradientDecomposition,
     accuracy,
     cross_entropy,
+    kd_gradient_decomposition,
     kd_logit_gradient,
     kd_loss,
     logit_matching_loss,
+    partial_teacher_logits,
     smooth_labels,
     soft_targets,
     squared_loss,
@@ -64,6 +67,7 @@ from kdbook.models import MLP, DeepLinear, Dense, Linear, TwoLayerNet, end_to_en
 from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels, two_layer_ntk
 from kdbook.precision import enable_x64
 from kdbook.theory import (
+    GroupSimilarity,
     angular_cdf,
     boundary_angles,
     correction_threshold,
@@ -71,6 +75,7 @@ from kdbook.theory import (
     effective_logits,
     fit_power_law,
     gaussian_transfer_risk,
+    group_similarity,
     kernel_alignment,
     kernel_complexity,
     risk_bound,
@@ -94,6 +99,7 @@ __all__ = [
     "effective_logits",
     "end_to_end",
     "gaussian_transfer_risk",
+    "group_similarity",
     "risk_bound",
     "sign_disagreement",
     "span_projection",
@@ -103,6 +109,8 @@ __all__ = [
     "FitResult",
     "GaussianBumps",
     "GaussianMixture",
+    "GradientDecomposition",
+    "GroupSimilarity",
     "InfiniteKernels",
     "TwoLayerNet",
     "__version__",
@@ -117,6 +125,7 @@ __all__ = [
     "flip_labels",
     "functionalize",
     "infinite_kernels",
+    "kd_gradient_decomposition",
     "kd_logit_gradient",
     "kd_loss",
     "kernel_alignment",
@@ -128,6 +137,7 @@ __all__ = [
     "linearize",
     "linearized_dynamics",
     "logit_matching_loss",
+    "partial_teacher_logits",
     "make_gaussian_bumps",
     "make_gaussian_mixture",
     "make_hierarchical_mixture",

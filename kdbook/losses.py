@@ -1,5 +1,9 @@
-r"""Distillation losses: soft targets, cross-entropy, label smoothing, the KD objective; accuracy;
-and the squared loss of regression in the kernel regime (:func:`squared_loss`).
+r"""Distillation losses: soft targets, cross-entropy, label smoothing, the KD objective and its
+gradient; accuracy; and the squared loss of regression in the kernel regime (:func:`squared_loss`).
+
+What the KD gradient does (Tang et al., 2020): :func:`kd_gradient_decomposition` splits it into a
+per-example re-weighting of the hard-label gradient and a dark-knowledge term on the wrong
+classes; :func:`partial_teacher_logits` builds teachers with part of that knowledge erased.
 
 The KD objective of Hinton et al. (2015) mixes a hard-label term and a soft-target term with the
 **soft ratio** :math:`\rho \in [0, 1]` and the **temperature** :math:`T > 0`. With student logits
@@ -43,6 +47,7 @@ Every loss here is the **mean over the batch**. Bad input (``soft_ratio`` outsid
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,16 +57,20 @@ from jax.scipy.special import xlogy
 from jax.typing import ArrayLike
 
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_int as _check_int
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete as _concrete
 
 __all__ = [
+    "GradientDecomposition",
     "accuracy",
     "cross_entropy",
+    "kd_gradient_decomposition",
     "kd_logit_gradient",
     "kd_loss",
     "logit_matching_loss",
+    "partial_teacher_logits",
     "smooth_labels",
     "soft_targets",
     "squared_loss",
@@ -394,7 +403,8 @@ def kd_logit_gradient(
 
     The same formulas hold for the sigmoid form with the sigmoid in place of softmax and
     :math:`\tilde y` the probability of class 1. Tang et al. (2020) read the soft part as an
-    implicit per-example *re-weighting* of the hard-label gradient.
+    implicit per-example *re-weighting* of the hard-label gradient;
+    :func:`kd_gradient_decomposition` splits the gradient that way.
 
     Returns:
         An array shaped like ``student_logits`` (``(n,)`` for the sigmoid form): the per-example
@@ -420,6 +430,161 @@ def kd_logit_gradient(
     else:
         grad = ((1.0 - soft_ratio) * (p_s_t - target) + soft_ratio * (p_s_t - p_t_t)) / temperature
     return grad / n
+
+
+class GradientDecomposition(NamedTuple):
+    r"""What :func:`kd_gradient_decomposition` returns: :math:`g = w\,(p^s_1 - e_y) + d`.
+
+    Attributes:
+        weight: ``(n,)`` the per-example weight :math:`w_i` of the hard-label gradient.
+        dark_knowledge: ``(n, k)`` the rest :math:`d_i`, zero on each example's true class.
+    """
+
+    weight: jax.Array
+    dark_knowledge: jax.Array
+
+
+def _off_class_mass(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    r""":math:`1 - \mathrm{softmax}(z)_y` as the other classes' probability (no cancellation)."""
+    others = jnp.where(jax.nn.one_hot(labels, logits.shape[1], dtype=bool), -jnp.inf, logits)
+    return jnp.exp(jax.nn.logsumexp(others, axis=-1) - jax.nn.logsumexp(logits, axis=-1))
+
+
+def kd_gradient_decomposition(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    soft_ratio: float,
+    temperature: float,
+    convention: str = "hinton",
+) -> GradientDecomposition:
+    r"""The KD gradient as a re-weighted hard-label gradient plus a dark-knowledge term.
+
+    Write :math:`g_i` for the gradient of example :math:`i`'s loss :func:`kd_loss` (softmax form)
+    with respect to its logits, and :math:`g^{\mathrm{CE}}_i = p_1(z^s_i) - e_{y_i}`, that of plain
+    cross-entropy. Then
+
+    .. math:: g_i = w_i\, g^{\mathrm{CE}}_i + d_i, \qquad (d_i)_{y_i} = 0,
+
+    where the **weight** :math:`w_i` is the ratio of the two gradients on the true-class logit.
+    With :math:`r = 1 - p_{y}` the probability a distribution puts off the true class,
+    :math:`r^s_T, r^t_T` the student's and teacher's at temperature :math:`T` and
+    :math:`r^s_1` the student's at :math:`T = 1`,
+
+    .. math::
+
+        \text{hinton}:\quad w = (1-\rho) + \rho\,T\,\frac{r^s_T - r^t_T}{r^s_1},
+        \qquad
+        \text{shared}:\quad w = \frac{r^s_T - \rho\, r^t_T}{T\, r^s_1}.
+
+    At :math:`T = 1` both read :math:`w = 1 - \rho\, r^t / r^s`: it increases with the
+    teacher's confidence :math:`1 - r^t` on the true class, so examples the teacher finds hard
+    get a smaller share of the hard-label gradient (Tang et al., 2020, read KD this way), and it
+    is negative once the student is more confident than the target mixture. The term
+    :math:`d_i` acts on the wrong classes only; at :math:`T = 1` it is
+    :math:`\rho\, r^t (\bar p^s - \bar p^t)`, with :math:`\bar p` a distribution renormalised over
+    the wrong classes.
+
+    Args:
+        student_logits: ``(n, k)``.
+        teacher_logits: ``(n, k)``.
+        labels: ``(n,)`` integer labels.
+        soft_ratio, temperature, convention: as in :func:`kd_loss`.
+
+    Returns:
+        A :class:`GradientDecomposition` of the per-example gradients (not divided by ``n``:
+        ``n * kd_logit_gradient(...) == weight[:, None] * (p - one_hot) + dark_knowledge``).
+        The weight is :math:`\pm\infty` or NaN only where the student's probability off the true
+        class underflows to zero (a logit margin beyond about 700 in float64, 85 in float32).
+
+    Raises:
+        ValueError: as :func:`kd_loss`; logits must be ``(n, k)`` (the softmax form: one
+            logit has no wrong classes to carry dark knowledge).
+    """
+    gradient = kd_logit_gradient(
+        student_logits,
+        teacher_logits,
+        labels,
+        soft_ratio=soft_ratio,
+        temperature=temperature,
+        convention=convention,
+    )
+    student, teacher = jnp.asarray(student_logits), jnp.asarray(teacher_logits)
+    labels = jnp.asarray(labels)
+    n, k = student.shape
+    r_s1 = _off_class_mass(student, labels)
+    r_s = _off_class_mass(student / temperature, labels)
+    r_t = jax.lax.stop_gradient(_off_class_mass(teacher / temperature, labels))
+    if convention == "hinton":
+        weight = (1.0 - soft_ratio) + soft_ratio * temperature * (r_s - r_t) / r_s1
+    else:
+        weight = (r_s - soft_ratio * r_t) / (temperature * r_s1)
+    one_hot = jax.nn.one_hot(labels, k, dtype=student.dtype)
+    hard = jax.nn.softmax(student, axis=-1) - one_hot
+    dark = jnp.where(one_hot > 0, 0.0, n * gradient - weight[:, None] * hard)
+    return GradientDecomposition(weight, dark)
+
+
+def partial_teacher_logits(
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    top_k: int = 0,
+    temperature: float = 1.0,
+) -> jax.Array:
+    r"""Logits of a *partial teacher*: the teacher with some of its wrong-class detail erased.
+
+    At temperature :math:`T` the teacher's distribution :math:`p = p_T(z^t)` is replaced by
+    :math:`\tilde p`, which keeps :math:`p_y` on the true class and :math:`p_j` on the teacher's
+    ``top_k`` most probable wrong classes, and shares the remaining probability equally among
+    the other wrong classes. ``top_k=0`` keeps only the teacher's confidence on the true class
+    (its per-example difficulty, with no preference among wrong classes); ``top_k = k - 1`` is the
+    teacher itself. The result is returned as logits, :math:`T \log \tilde p`, so that a
+    partial teacher is used exactly like a teacher: ``kd_loss(student, partial_teacher_logits(
+    teacher, labels, temperature=T), labels, temperature=T, ...)`` distils from
+    :math:`\tilde p` (softmax of the returned logits divided by :math:`T` is :math:`\tilde p`).
+    Everything is computed in log space, so a confident teacher's tiny remaining mass is kept,
+    not rounded to :math:`\log 0`.
+
+    Args:
+        teacher_logits: ``(n, k)``.
+        labels: ``(n,)`` integer true classes.
+        top_k: how many of the teacher's most probable wrong classes keep their probability,
+            an integer in ``[0, k - 1]``.
+        temperature: :math:`T > 0`, at which :math:`p` and :math:`\tilde p` are taken.
+
+    Returns:
+        ``(n, k)`` logits (each row defined up to a constant, as logits are).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> teacher = jnp.log(jnp.array([[0.6, 0.25, 0.1, 0.05]]))
+        >>> p = jax.nn.softmax(partial_teacher_logits(teacher, jnp.array([0])))
+        >>> [round(float(v), 3) for v in p[0]]
+        [0.6, 0.133, 0.133, 0.133]
+    """
+    teacher = _check_logits("teacher_logits", jnp.asarray(teacher_logits), "softmax")
+    n, k = teacher.shape
+    labels = _check_labels(jnp.asarray(labels), n, k)
+    _check_int("top_k", top_k, minimum=0)
+    if top_k > k - 1:
+        raise ValueError(
+            f"top_k must be an integer in [0, {k - 1}] (the k - 1 wrong classes), got {top_k}"
+        )
+    _check_positive("temperature", temperature)
+    log_p = jax.nn.log_softmax(jax.lax.stop_gradient(teacher) / temperature, axis=-1)
+    true = jax.nn.one_hot(labels, k, dtype=bool)
+    wrong = jnp.where(true, -jnp.inf, log_p)
+    # rank 0 = the most probable wrong class; the true class ranks last
+    rank = jnp.argsort(jnp.argsort(-wrong, axis=-1), axis=-1)
+    kept = true | (rank < top_k)
+    rest = jnp.where(kept, -jnp.inf, log_p)
+    count = k - 1 - top_k
+    if count == 0:
+        return temperature * log_p
+    shared = jax.nn.logsumexp(rest, axis=-1, keepdims=True) - np.log(count)
+    return temperature * jnp.where(kept, log_p, shared)
 
 
 def logit_matching_loss(

@@ -372,3 +372,182 @@ def test_kd_hyperparameters_must_be_finite_single_numbers(kwargs, match):
         kd.kd_loss(student, teacher, jnp.array([0, 1, 2]), **options)
     with pytest.raises(ValueError, match=match):
         kd.kd_logit_gradient(student, teacher, jnp.array([0, 1, 2]), **options)
+
+
+# ----------------------------------------------------------------------------- Tang et al. (2020)
+
+
+@pytest.mark.parametrize("convention", ["hinton", "shared"])
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_gradient_decomposition_reassembles_the_autodiff_gradient(convention, rho, temperature):
+    zs, zt, y = _logits(11, n=9, k=6)
+    with kd.enable_x64():
+        zs, zt, y = jnp.asarray(zs), jnp.asarray(zt), jnp.asarray(y)
+        options = dict(soft_ratio=rho, temperature=temperature, convention=convention)
+        grad = jax.grad(lambda z: kd.kd_loss(z, zt, y, **options))(zs) * zs.shape[0]
+        weight, dark = kd.kd_gradient_decomposition(zs, zt, y, **options)
+        hard = np.asarray(_softmax(np.asarray(zs))) - np.eye(6)[np.asarray(y)]
+        rebuilt = np.asarray(weight)[:, None] * hard + np.asarray(dark)
+        np.testing.assert_allclose(rebuilt, np.asarray(grad), rtol=0, atol=1e-13)
+        # the dark-knowledge term lives on the wrong classes only: the weight alone gives the
+        # true-class gradient
+        assert np.all(np.asarray(dark)[np.arange(9), np.asarray(y)] == 0)
+        true_grad = np.asarray(grad)[np.arange(9), np.asarray(y)]
+        np.testing.assert_allclose(
+            np.asarray(weight) * hard[np.arange(9), np.asarray(y)],
+            true_grad,
+            rtol=1e-12,
+            atol=1e-15,
+        )
+
+
+def test_gradient_weight_and_dark_knowledge_closed_forms_at_temperature_one():
+    zs, zt, y = _logits(12, n=8, k=5)
+    rho = 0.7
+    ps, pt = _softmax(zs), _softmax(zt)
+    rows = np.arange(8)
+    r_s, r_t = 1 - ps[rows, y], 1 - pt[rows, y]
+    expected_weight = 1 - rho * r_t / r_s
+    wrong = np.ones_like(ps, dtype=bool)
+    wrong[rows, y] = False
+    bar_s = np.where(wrong, ps, 0) / r_s[:, None]
+    bar_t = np.where(wrong, pt, 0) / r_t[:, None]
+    expected_dark = rho * r_t[:, None] * (bar_s - bar_t)
+    with kd.enable_x64():
+        for convention in ("hinton", "shared"):
+            weight, dark = kd.kd_gradient_decomposition(
+                jnp.asarray(zs),
+                jnp.asarray(zt),
+                jnp.asarray(y),
+                soft_ratio=rho,
+                temperature=1.0,
+                convention=convention,
+            )
+            np.testing.assert_allclose(np.asarray(weight), expected_weight, rtol=1e-12)
+            np.testing.assert_allclose(np.asarray(dark), expected_dark, rtol=1e-10, atol=1e-15)
+
+
+def test_gradient_weight_increases_with_the_teachers_true_class_logit():
+    zs, zt, y = _logits(13, n=1, k=4)
+    with kd.enable_x64():
+        for temperature in (1.0, 4.0):
+            shifts = np.linspace(-6, 6, 41)
+            teachers = np.repeat(zt, shifts.size, axis=0)
+            teachers[:, y[0]] += shifts
+            students = np.repeat(zs, shifts.size, axis=0)
+            labels = np.repeat(y, shifts.size)
+            weight, _ = kd.kd_gradient_decomposition(
+                jnp.asarray(students),
+                jnp.asarray(teachers),
+                jnp.asarray(labels),
+                soft_ratio=0.6,
+                temperature=temperature,
+            )
+            assert np.all(np.diff(np.asarray(weight)) > 0)
+
+
+def test_gradient_weight_of_a_confident_student_stays_finite_in_float32():
+    # 1 - p_y is computed as the other classes' probability, not as 1 minus a rounded 1
+    zs = jnp.array([[40.0, 0.0, 0.0]])
+    zt = jnp.array([[5.0, 0.0, 0.0]])
+    weight, _ = kd.kd_gradient_decomposition(
+        zs, zt, jnp.array([0]), soft_ratio=0.5, temperature=1.0
+    )
+    r_s, r_t = 2 * np.exp(-40.0) / (1 + 2 * np.exp(-40.0)), 2 / (np.exp(5.0) + 2)
+    np.testing.assert_allclose(float(weight[0]), 1 - 0.5 * r_t / r_s, rtol=1e-4)
+
+
+def test_label_smoothing_is_distillation_from_a_uniform_teacher():
+    zs, _, y = _logits(14, n=6, k=5)
+    with kd.enable_x64():
+        zs, y = jnp.asarray(zs), jnp.asarray(y)
+        smoothed = kd.cross_entropy(zs, y, label_smoothing=0.2)
+        uniform = kd.kd_loss(
+            zs, jnp.zeros_like(zs), y, soft_ratio=0.2, temperature=1.0, soft_term="ce"
+        )
+        np.testing.assert_allclose(float(smoothed), float(uniform), rtol=1e-13)
+
+
+def _naive_partial(pt, y, top_k):
+    out = pt.copy()
+    for i, row in enumerate(pt):
+        wrong = [j for j in np.argsort(-row) if j != y[i]]
+        rest = wrong[top_k:]
+        if rest:
+            out[i, rest] = row[rest].sum() / len(rest)
+    return out
+
+
+@pytest.mark.parametrize("top_k", [0, 1, 3, 5])
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_partial_teacher_matches_a_naive_reference(top_k, temperature):
+    _, zt, y = _logits(15, n=7, k=6)
+    with kd.enable_x64():
+        logits = kd.partial_teacher_logits(
+            jnp.asarray(zt), jnp.asarray(y), top_k=top_k, temperature=temperature
+        )
+        probs = np.asarray(jax.nn.softmax(logits / temperature, axis=-1))
+    expected = _naive_partial(_softmax(zt / temperature), y, top_k)
+    np.testing.assert_allclose(probs, expected, rtol=1e-12)
+    if top_k == 5:  # every wrong class kept: the teacher itself
+        np.testing.assert_allclose(probs, _softmax(zt / temperature), rtol=1e-12)
+
+
+def test_partial_teacher_keeps_a_confident_teachers_tiny_mass():
+    teacher = jnp.array([[120.0, 0.0, -1.0, -2.0]])  # 1 - p_y ~ e^-120: not a float32 number
+    logits = kd.partial_teacher_logits(teacher, jnp.array([0]))
+    assert np.all(np.isfinite(np.asarray(logits)))
+    np.testing.assert_allclose(
+        float(logits[0, 0] - logits[0, 1]),
+        120 + np.log(3) - np.log(1 + np.exp(-1) + np.exp(-2)),
+        rtol=1e-6,
+    )
+    loss = kd.kd_loss(jnp.zeros((1, 4)), logits, jnp.array([0]), soft_ratio=1.0, temperature=1.0)
+    assert np.isfinite(float(loss))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: kd.partial_teacher_logits(jnp.zeros((2, 4)), jnp.array([0, 1]), top_k=4),
+            "top_k must be an integer in \\[0, 3\\]",
+        ),
+        (
+            lambda: kd.partial_teacher_logits(jnp.zeros((2, 4)), jnp.array([0, 1]), top_k=-1),
+            "top_k",
+        ),
+        (
+            lambda: kd.partial_teacher_logits(jnp.zeros((2, 4)), jnp.array([0, 1]), top_k=1.5),
+            "top_k",
+        ),
+        (lambda: kd.partial_teacher_logits(jnp.zeros((2, 4)), jnp.array([0, 4])), "labels"),
+        (
+            lambda: kd.partial_teacher_logits(
+                jnp.zeros((2, 4)), jnp.array([0, 1]), temperature=0.0
+            ),
+            "temperature",
+        ),
+        (lambda: kd.partial_teacher_logits(jnp.zeros(4), jnp.array([0])), "teacher_logits"),
+        (
+            lambda: kd.kd_gradient_decomposition(
+                jnp.zeros(3), jnp.zeros(3), jnp.array([0, 1, 0]), soft_ratio=0.5, temperature=1.0
+            ),
+            "student_logits",
+        ),
+        (
+            lambda: kd.kd_gradient_decomposition(
+                jnp.zeros((2, 3)),
+                jnp.zeros((2, 3)),
+                jnp.array([0, 1]),
+                soft_ratio=1.5,
+                temperature=1.0,
+            ),
+            "soft_ratio",
+        ),
+    ],
+)
+def test_tang_helpers_reject_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
