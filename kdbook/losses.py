@@ -1,9 +1,10 @@
 r"""Distillation losses: soft targets, cross-entropy, label smoothing, the KD objective and its
 gradient; accuracy; and the squared loss of regression in the kernel regime (:func:`squared_loss`).
 
-What the KD gradient does (Tang et al., 2020): :func:`kd_gradient_decomposition` splits it into a
-per-example re-weighting of the hard-label gradient and a dark-knowledge term on the wrong
-classes; :func:`partial_teacher_logits` builds teachers with part of that knowledge erased.
+What the KD gradient does: :func:`kd_gradient_decomposition` splits it into a per-example
+re-weighting of the hard-label gradient and a dark-knowledge term on the wrong classes (an exact
+identity, derived in the book's chapter 6 after the re-weighting reading of Tang et al., 2020);
+:func:`partial_teacher_logits` builds teachers with part of that knowledge erased.
 
 The KD objective of Hinton et al. (2015) mixes a hard-label term and a soft-target term with the
 **soft ratio** :math:`\rho \in [0, 1]` and the **temperature** :math:`T > 0`. With student logits
@@ -480,8 +481,9 @@ def kd_gradient_decomposition(
 
     At :math:`T = 1` both read :math:`w = 1 - \rho\, r^t / r^s`: it increases with the
     teacher's confidence :math:`1 - r^t` on the true class, so examples the teacher finds hard
-    get a smaller share of the hard-label gradient (Tang et al., 2020, read KD this way), and it
-    is negative once the student is more confident than the target mixture. The term
+    get a smaller share of the hard-label gradient (the re-weighting that Tang et al., 2020,
+    describe in words; this formula is kdbook's), and it is negative once the student is more
+    confident than the target mixture. The term
     :math:`d_i` acts on the wrong classes only; at :math:`T = 1` it is
     :math:`\rho\, r^t (\bar p^s - \bar p^t)`, with :math:`\bar p` a distribution renormalised over
     the wrong classes.

@@ -746,8 +746,9 @@ def group_similarity(
     :math:`(p_c(x_1), \dots, p_c(x_n))` of a teacher's probabilities (``vectors = probs.T``), it
     returns the matrix :math:`S_{ab}` of cosines (``measure="cosine"``) or Pearson correlations
     (``"correlation"``, the cosine of the centred vectors), and the means of :math:`S_{ab}` over
-    pairs :math:`a \ne b` in the same group and in different groups. Tang et al. (2020) look for
-    this block structure in what a teacher passes on.
+    pairs :math:`a \ne b` in the same group and in different groups: a positive gap is the block
+    structure of classes that resemble each other, the "domain knowledge" that Tang et al. (2020)
+    say a teacher's soft labels carry.
 
     Args:
         vectors: ``(k, d)``, one vector per row.
