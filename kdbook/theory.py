@@ -765,10 +765,10 @@ def group_similarity(
 
     Example:
         >>> import jax.numpy as jnp
-        >>> w = jnp.array([[1.0, 0.1], [1.0, -0.1], [-0.1, 1.0], [0.1, 1.0]])
+        >>> w = jnp.array([[1.0, 0.2], [1.0, 0.0], [0.0, 1.0], [0.2, 1.0]])
         >>> result = group_similarity(w, jnp.array([0, 0, 1, 1]))
         >>> round(float(result.within), 3), round(float(result.between), 3)
-        (0.98, 0.0)
+        (0.981, 0.194)
     """
     _check_choice("measure", measure, ("cosine", "correlation"))
     vectors, groups = jnp.asarray(vectors), np.asarray(groups)
