@@ -67,7 +67,9 @@ from kdbook.models import MLP, DeepLinear, Dense, Linear, TwoLayerNet, end_to_en
 from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels, two_layer_ntk
 from kdbook.precision import enable_x64
 from kdbook.theory import (
+    BoundTerms,
     GroupSimilarity,
+    adjusted_supervision_complexity,
     angular_cdf,
     boundary_angles,
     correction_threshold,
@@ -78,13 +80,15 @@ from kdbook.theory import (
     group_similarity,
     kernel_alignment,
     kernel_complexity,
+    multiclass_margin,
     risk_bound,
     sign_disagreement,
     span_projection,
+    supervision_bound_terms,
     transfer_risk,
     vector_angle,
 )
-from kdbook.train import FitResult, distill, fit, train_scan
+from kdbook.train import FitResult, codistill, distill, fit, online_distill, train_scan
 
 __version__ = "0.1.0"
 
@@ -112,6 +116,12 @@ __all__ = [
     "GradientDecomposition",
     "GroupSimilarity",
     "InfiniteKernels",
+    "BoundTerms",
+    "adjusted_supervision_complexity",
+    "multiclass_margin",
+    "supervision_bound_terms",
+    "codistill",
+    "online_distill",
     "TwoLayerNet",
     "__version__",
     "accuracy",

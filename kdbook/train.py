@@ -4,7 +4,12 @@
   ``k`` steps, in-memory checkpoints and early stopping.
 * :func:`train_scan` runs the *same* update steps inside ``jax.lax.scan``, with no Python side
   effects, so a whole training run can be ``jax.vmap``-ed over seeds or hyperparameters.
-* :func:`distill` trains a student on a teacher's logits with :func:`kdbook.losses.kd_loss`.
+* :func:`distill` trains a student on a teacher's logits with :func:`kdbook.losses.kd_loss`
+  (offline distillation: the teacher is trained first and held fixed).
+* :func:`online_distill` trains a student on a *sequence* of teacher checkpoints recorded during
+  the teacher's training, following a schedule (Harutyunyan et al., 2023).
+* :func:`codistill` trains two models together, each distilling from the other's current outputs
+  (deep mutual learning, Zhang et al., 2018; codistillation, Anil et al., 2018).
 
 A loss is a function ``loss(outputs, *targets) -> scalar`` where ``outputs = apply(params, x)`` and
 ``data = (x, *targets)``. Full-batch training needs no key; minibatches are drawn by shuffling the
@@ -28,7 +33,7 @@ from kdbook._checks import check_int as _check_int
 from kdbook.functional import Apply, Params, as_pytree
 from kdbook.losses import kd_loss
 
-__all__ = ["FitResult", "distill", "fit", "train_scan"]
+__all__ = ["FitResult", "codistill", "distill", "fit", "online_distill", "train_scan"]
 
 Loss = Callable[..., jax.Array]
 
@@ -260,6 +265,49 @@ def fit(
     """
     data = tuple(data)
     n = _check_data(data, batch_size, key)
+    return _loop(
+        apply,
+        params,
+        lambda s: data,
+        n,
+        loss=loss,
+        optimizer=optimizer,
+        steps=steps,
+        key=key,
+        batch_size=batch_size,
+        eval_fn=eval_fn,
+        eval_every=eval_every,
+        checkpoint_steps=checkpoint_steps,
+        patience=patience,
+        monitor=monitor,
+        minimize=minimize,
+        progress=progress,
+        desc=desc,
+    )
+
+
+def _loop(
+    apply: Apply,
+    params: Params,
+    data_at: Callable[[int], tuple],
+    n: int,
+    *,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    key: jax.Array | None = None,
+    batch_size: int | None = None,
+    eval_fn: Callable[[Params], dict] | None = None,
+    eval_every: int | None = None,
+    checkpoint_steps: Iterable[int] = (),
+    patience: int | None = None,
+    monitor: str | None = None,
+    minimize: bool = True,
+    progress: bool = True,
+    desc: str = "training",
+) -> FitResult:
+    """:func:`fit`'s loop, with the data of update ``s`` given by ``data_at(s)`` (arrays of fixed
+    shapes, so the step compiles once): :func:`online_distill` changes the teacher's logits."""
     _check_int("steps", steps, minimum=0)
     checkpoint_steps = sorted({int(s) for s in checkpoint_steps})
     if checkpoint_steps and not 0 <= checkpoint_steps[0] <= checkpoint_steps[-1] <= steps:
@@ -331,7 +379,7 @@ def fit(
     with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
         s = 0
         while s < steps and not stop:
-            params, opt_state, value = step_fn(params, opt_state, s, key, data)
+            params, opt_state, value = step_fn(params, opt_state, s, key, data_at(s))
             history["loss"].append(value)
             s, unchecked = s + 1, unchecked + 1
             if s in checkpoint_steps:
@@ -355,6 +403,19 @@ def fit(
     out["loss"] = np.asarray(jax.device_get(history["loss"]))
     out["step"] = np.arange(len(history["loss"]))
     return FitResult(params, out, checkpoints, best[1] if monitor is not None else None)
+
+
+def _kd_objective(soft_ratio, temperature, form, convention, label_smoothing) -> Loss:
+    """``kd_loss`` with these options, as a loss ``(outputs, teacher_logits, labels)``: equal
+    options give equal objects, so :func:`fit` compiles once for them."""
+    return partial(
+        kd_loss,
+        soft_ratio=soft_ratio,
+        temperature=temperature,
+        form=form,
+        convention=convention,
+        label_smoothing=label_smoothing,
+    )
 
 
 def distill(
@@ -387,8 +448,194 @@ def distill(
     Returns:
         A :class:`FitResult`.
     """
+    loss = _kd_objective(soft_ratio, temperature, form, convention, label_smoothing)
+    return fit(
+        apply,
+        params,
+        (x, jax.lax.stop_gradient(teacher_logits), labels),
+        loss=loss,
+        optimizer=optimizer,
+        steps=steps,
+        **fit_options,
+    )
+
+
+def _even_schedule(steps: int, num_checkpoints: int) -> np.ndarray:
+    """Checkpoint ``i`` for student updates ``[i steps / m, (i + 1) steps / m)``."""
+    return np.minimum(np.arange(steps) * num_checkpoints // max(steps, 1), num_checkpoints - 1)
+
+
+def online_distill(
+    apply: Apply,
+    params: Params,
+    x: jax.Array,
+    teacher_logits: jax.Array,
+    labels: jax.Array,
+    *,
+    soft_ratio: float,
+    temperature: float,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    schedule: Sequence[int] | np.ndarray | None = None,
+    form: str = "softmax",
+    convention: str = "hinton",
+    label_smoothing: float = 0.0,
+    **fit_options,
+) -> FitResult:
+    r"""Distil from a *sequence* of teacher checkpoints: the student follows the teacher's training.
+
+    ``teacher_logits[i]`` holds the logits on ``x`` of the teacher's ``i``-th checkpoint, in the
+    order of the teacher's training (e.g. from :func:`fit`'s ``checkpoint_steps``). At update
+    ``s`` the student takes one step of :func:`kdbook.losses.kd_loss` against checkpoint
+    ``schedule[s]``, so its targets grow more complex as it learns. This is the online
+    distillation of Harutyunyan et al. (2023), who motivate it by supervision complexity
+    (:func:`kdbook.theory.adjusted_supervision_complexity`). The default schedule gives each
+    checkpoint an equal share of the student's updates, in order (checkpoint ``i`` for updates
+    ``i * steps // m`` to ``(i + 1) * steps // m - 1``): with one checkpoint per teacher epoch and
+    a student trained as many epochs, epoch ``e`` of the student sees the teacher of epoch ``e``.
+    The paper's exact schedule could not be checked.
+
+    The updates are :func:`fit`'s, compiled once (the checkpoints' logits are arguments of the
+    compiled step, not constants), so offline distillation from the last checkpoint
+    (:func:`distill` with ``teacher_logits[-1]``) and online distillation compare like for like.
+    Unlike :func:`codistill`, the teacher is trained first and does not learn from the student.
+
+    Args:
+        apply, params: the student.
+        x: ``(n, d)`` transfer-set inputs.
+        teacher_logits: ``(m, n)`` or ``(m, n, k)``: the logits of ``m`` teacher checkpoints
+            on ``x``.
+        labels: ``(n,)`` ground-truth labels (unused when ``soft_ratio=1``).
+        soft_ratio, temperature, form, convention, label_smoothing: see ``kd_loss``.
+        optimizer, steps: as in :func:`fit`.
+        schedule: ``(steps,)`` integers in ``[0, m)``: the checkpoint of each update. Default:
+            the even schedule above.
+        **fit_options: any other option of :func:`fit` (``key``, ``batch_size``, ``eval_fn``,
+            ``checkpoint_steps``...).
+
+    Returns:
+        A :class:`FitResult`; ``history["checkpoint"]`` is the checkpoint of each update taken.
+
+    Raises:
+        ValueError: for shapes that do not match, or a schedule of the wrong length or outside
+            ``[0, m)``; and as :func:`fit`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import optax
+        >>> x = jnp.eye(3)
+        >>> path = jnp.stack([jnp.zeros((3, 2)), jnp.array([[2.0, 0], [0, 2], [2, 0]])])
+        >>> result = online_distill(lambda w, x: x @ w, jnp.zeros((3, 2)), x, path,
+        ...                         jnp.array([0, 1, 0]), soft_ratio=1.0, temperature=2.0,
+        ...                         optimizer=optax.sgd(0.5), steps=4, progress=False)
+        >>> result.history["checkpoint"].tolist()
+        [0, 0, 1, 1]
+    """
+    teacher = jnp.asarray(teacher_logits)
+    x = jnp.asarray(x)
+    if teacher.ndim not in (2, 3) or teacher.shape[0] < 1 or teacher.shape[1] != x.shape[0]:
+        raise ValueError(
+            f"teacher_logits must have shape (m, n) or (m, n, k): the logits of m >= 1 "
+            f"checkpoints on the n={x.shape[0]} inputs of x, got shape {teacher.shape}"
+        )
+    _check_int("steps", steps, minimum=0)
+    m = teacher.shape[0]
+    if schedule is None:
+        schedule = _even_schedule(steps, m)
+    schedule = np.asarray(schedule)
+    if schedule.shape != (steps,) or not np.issubdtype(schedule.dtype, np.integer):
+        raise ValueError(
+            f"schedule must be ({steps},) integers, the checkpoint of each update, got shape "
+            f"{schedule.shape} and dtype {schedule.dtype}"
+        )
+    if steps and not (0 <= schedule.min() and schedule.max() < m):
+        raise ValueError(
+            f"schedule must index the m={m} checkpoints, [0, {m}), got values in "
+            f"[{schedule.min()}, {schedule.max()}]"
+        )
+    checkpoints = [jax.lax.stop_gradient(teacher[i]) for i in range(m)]
+    data = (x, checkpoints[0], labels)
+    n = _check_data(data, fit_options.get("batch_size"), fit_options.get("key"))
+    loss = _kd_objective(soft_ratio, temperature, form, convention, label_smoothing)
+    result = _loop(
+        apply,
+        params,
+        lambda s: (x, checkpoints[schedule[s]], labels),
+        n,
+        loss=loss,
+        optimizer=optimizer,
+        steps=steps,
+        **fit_options,
+    )
+    result.history["checkpoint"] = schedule[: result.history["step"].size]
+    return result
+
+
+def _mutual_kd_loss(outputs, labels, **kd_options):
+    """Each model's KD loss against the other's current outputs, held fixed, summed."""
+    a, b = outputs
+    a_fixed, b_fixed = jax.lax.stop_gradient(a), jax.lax.stop_gradient(b)
+    return kd_loss(a, b_fixed, labels, **kd_options) + kd_loss(b, a_fixed, labels, **kd_options)
+
+
+def _pair_apply(apply_a, apply_b, params, x):
+    return apply_a(params[0], x), apply_b(params[1], x)
+
+
+def codistill(
+    apply_a: Apply,
+    params_a: Params,
+    apply_b: Apply,
+    params_b: Params,
+    x: jax.Array,
+    labels: jax.Array,
+    *,
+    soft_ratio: float,
+    temperature: float,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    form: str = "softmax",
+    convention: str = "hinton",
+    label_smoothing: float = 0.0,
+    **fit_options,
+) -> FitResult:
+    r"""Co-distillation: two models train together, each distilling from the other's outputs.
+
+    One jitted update of both models minimises
+
+    .. math:: \mathcal L_{\mathrm{KD}}(z^a, \operatorname{sg}(z^b), y) +
+        \mathcal L_{\mathrm{KD}}(z^b, \operatorname{sg}(z^a), y),
+
+    with :func:`kdbook.losses.kd_loss` and :math:`\operatorname{sg}` the stop-gradient: each
+    model's hard-label loss plus, with weight ``soft_ratio``, its distance to the other's current
+    soft labels. This is deep mutual learning (Zhang et al., 2018) and codistillation (Anil et al.,
+    2018), what most practitioners call online distillation. It differs from
+    :func:`online_distill`, where the teacher trains first, on labels alone, and the student follows
+    its recorded checkpoints. With ``soft_ratio=0`` the two models do not interact and the run is
+    two independent :func:`fit` runs on the hard-label loss (for an optimizer that treats
+    parameters elementwise, such as SGD or Adam).
+
+    Args:
+        apply_a, params_a, apply_b, params_b: the two models (any architectures with the same
+            output shape).
+        x: ``(n, d)`` inputs.
+        labels: ``(n,)`` ground-truth labels.
+        soft_ratio, temperature, form, convention, label_smoothing: see ``kd_loss``.
+        optimizer: one Optax transformation, applied to the pair of parameters.
+        steps: number of joint updates.
+        **fit_options: any other option of :func:`fit`; ``eval_fn`` receives the pair
+            ``(params_a, params_b)``.
+
+    Returns:
+        A :class:`FitResult` whose ``params`` are the pair ``(params_a, params_b)`` and whose
+        ``history["loss"]`` is the summed loss.
+
+    Raises:
+        ValueError: as :func:`fit` and :func:`kdbook.losses.kd_loss`.
+    """
+    pair = jax.tree_util.Partial(_pair_apply, as_pytree(apply_a), as_pytree(apply_b))
     loss = partial(
-        kd_loss,
+        _mutual_kd_loss,
         soft_ratio=soft_ratio,
         temperature=temperature,
         form=form,
@@ -396,9 +643,9 @@ def distill(
         label_smoothing=label_smoothing,
     )
     return fit(
-        apply,
-        params,
-        (x, jax.lax.stop_gradient(teacher_logits), labels),
+        pair,
+        (params_a, params_b),
+        (x, labels),
         loss=loss,
         optimizer=optimizer,
         steps=steps,

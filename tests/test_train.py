@@ -396,3 +396,194 @@ def test_a_plain_function_is_compiled_once_per_function_object(count_compiles, r
     result = kd.fit(wrapped, params, (x, y), **options)
     reference = kd.fit(linear_apply, params, (x, y), **options)
     np.testing.assert_allclose(result.history["loss"], reference.history["loss"], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- online distillation
+
+
+def _kd_written_out(z, teacher_logits, labels, rho, temperature):
+    """(1 - rho) CE + rho T^2 KL, written with jax.nn (independent of kdbook.losses)."""
+    hard = -jnp.take_along_axis(jax.nn.log_softmax(z), labels[:, None], axis=1)[:, 0]
+    p_t = jax.nn.softmax(teacher_logits / temperature)
+    kl = jnp.sum(p_t * (jnp.log(p_t) - jax.nn.log_softmax(z / temperature)), axis=1)
+    return jnp.mean((1 - rho) * hard + rho * temperature**2 * kl)
+
+
+@pytest.fixture
+def online_task():
+    x = jax.random.normal(jax.random.key(0), (12, 4))
+    path = 2.0 * jax.random.normal(jax.random.key(1), (5, 12, 3))  # 5 teacher checkpoints
+    labels = jax.random.randint(jax.random.key(2), (12,), 0, 3)
+    params = {"w": 0.1 * jax.random.normal(jax.random.key(3), (4, 3)), "b": jnp.zeros((1, 3))}
+    return x, path, labels, params
+
+
+@pytest.mark.parametrize("schedule", [None, [4, 0, 0, 2, 1, 3, 3, 4, 0]])
+def test_online_distill_takes_each_step_against_the_scheduled_checkpoint(online_task, schedule):
+    """A hand-written loop of SGD steps, each on the written-out KD objective of the checkpoint the
+    schedule names, is the same run."""
+    x, path, labels, params = online_task
+    steps, rho, temperature, lr = 9, 0.6, 2.0, 0.3
+    result = kd.online_distill(
+        linear_apply,
+        params,
+        x,
+        path,
+        labels,
+        soft_ratio=rho,
+        temperature=temperature,
+        optimizer=optax.sgd(lr),
+        steps=steps,
+        schedule=schedule,
+        progress=False,
+    )
+    # the default gives the 5 checkpoints equal shares of the 9 updates, in order
+    expected_schedule = [0, 0, 1, 1, 2, 2, 3, 3, 4] if schedule is None else schedule
+    assert result.history["checkpoint"].tolist() == expected_schedule
+    p = params
+    for s in range(steps):
+        objective = lambda q, s=s: _kd_written_out(  # noqa: E731
+            linear_apply(q, x), path[expected_schedule[s]], labels, rho, temperature
+        )
+        np.testing.assert_allclose(result.history["loss"][s], objective(p), rtol=1e-5)
+        p = jax.tree.map(lambda a, g: a - lr * g, p, jax.grad(objective)(p))
+    for got, want in zip(jax.tree.leaves(result.params), jax.tree.leaves(p), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_online_distill_from_one_checkpoint_is_offline_distill_and_compiles_once(
+    online_task, count_compiles
+):
+    x, path, labels, params = online_task
+    options = dict(soft_ratio=0.5, temperature=3.0, optimizer=optax.adam(0.05), steps=7)
+    offline = kd.distill(linear_apply, params, x, path[-1], labels, progress=False, **options)
+    with count_compiles() as compiles:
+        online = kd.online_distill(
+            linear_apply, params, x, path, labels, schedule=[4] * 7, progress=False, **options
+        )
+        kd.online_distill(linear_apply, params, x, path, labels, progress=False, **options)
+    assert compiles() == 0, "online distillation reuses the offline step's compilation"
+    np.testing.assert_array_equal(online.history["loss"], offline.history["loss"])
+    for got, want in zip(
+        jax.tree.leaves(online.params), jax.tree.leaves(offline.params), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_online_distill_with_minibatches_and_student_checkpoints(online_task):
+    x, path, labels, params = online_task
+    result = kd.online_distill(
+        linear_apply,
+        params,
+        x,
+        path,
+        labels,
+        soft_ratio=1.0,
+        temperature=2.0,
+        optimizer=optax.sgd(0.1),
+        steps=10,
+        key=jax.random.key(0),
+        batch_size=4,
+        checkpoint_steps=[0, 5, 10],
+        progress=False,
+    )
+    assert sorted(result.checkpoints) == [0, 5, 10]
+    assert result.history["checkpoint"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(teacher_logits=jnp.zeros((2, 5, 3))), r"teacher_logits must have shape"),
+        (dict(teacher_logits=jnp.zeros((12, 3))), r"teacher_logits must have shape"),
+        (dict(schedule=[0, 1]), r"schedule must be \(4,\) integers"),
+        (dict(schedule=[0.0, 1.0, 2.0, 3.0]), r"schedule must be \(4,\) integers"),
+        (dict(schedule=[0, 1, 2, 5]), r"schedule must index the m=5 checkpoints"),
+        (dict(schedule=[-1, 0, 0, 0]), r"schedule must index"),
+        (dict(steps=-2), "steps must be"),
+    ],
+)
+def test_online_distill_bad_input(online_task, options, match):
+    x, path, labels, params = online_task
+    kwargs = dict(teacher_logits=path, soft_ratio=0.5, temperature=2.0, steps=4)
+    kwargs.update(options)
+    with pytest.raises(ValueError, match=match):
+        kd.online_distill(
+            linear_apply,
+            params,
+            x,
+            labels=labels,
+            optimizer=optax.sgd(0.1),
+            progress=False,
+            **kwargs,
+        )
+
+
+# ----------------------------------------------------------------------------- co-distillation
+
+
+def _mlp(seed, width):
+    return kd.functionalize(kd.MLP(4, depth=1, width=width, out_features=3, rngs=nnx.Rngs(seed)))
+
+
+def test_codistill_without_soft_labels_is_two_independent_fits():
+    x = jax.random.normal(jax.random.key(0), (16, 4))
+    labels = jax.random.randint(jax.random.key(1), (16,), 0, 3)
+    (apply_a, params_a), (apply_b, params_b) = _mlp(0, 32), _mlp(1, 8)
+    options = dict(optimizer=optax.adam(0.02), steps=15, progress=False)
+    joint = kd.codistill(
+        apply_a, params_a, apply_b, params_b, x, labels, soft_ratio=0.0, temperature=2.0, **options
+    )
+    loss = partial(kd.cross_entropy)
+    alone_a = kd.fit(apply_a, params_a, (x, labels), loss=loss, **options)
+    alone_b = kd.fit(apply_b, params_b, (x, labels), loss=loss, **options)
+    for alone, got in [(alone_a, joint.params[0]), (alone_b, joint.params[1])]:
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(alone.params), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        joint.history["loss"], alone_a.history["loss"] + alone_b.history["loss"], rtol=1e-5
+    )
+
+
+def test_codistill_step_is_each_model_distilling_from_the_others_current_outputs():
+    """One SGD step against the written-out objective: model a's gradient sees b's outputs as
+    fixed targets and vice versa (no gradient flows through the teacher side)."""
+    x = jax.random.normal(jax.random.key(2), (16, 4))
+    labels = jax.random.randint(jax.random.key(3), (16,), 0, 3)
+    (apply_a, params_a), (apply_b, params_b) = _mlp(2, 16), _mlp(3, 16)
+    rho, temperature, lr = 0.7, 2.0, 0.5
+    za, zb = apply_a(params_a, x), apply_b(params_b, x)
+    grad_a = jax.grad(lambda p: _kd_written_out(apply_a(p, x), zb, labels, rho, temperature))
+    grad_b = jax.grad(lambda p: _kd_written_out(apply_b(p, x), za, labels, rho, temperature))
+    expected_a = jax.tree.map(lambda p, g: p - lr * g, params_a, grad_a(params_a))
+    expected_b = jax.tree.map(lambda p, g: p - lr * g, params_b, grad_b(params_b))
+    result = kd.codistill(
+        apply_a,
+        params_a,
+        apply_b,
+        params_b,
+        x,
+        labels,
+        soft_ratio=rho,
+        temperature=temperature,
+        optimizer=optax.sgd(lr),
+        steps=1,
+        progress=False,
+    )
+    for got, want in [(result.params[0], expected_a), (result.params[1], expected_b)]:
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    total = _kd_written_out(za, zb, labels, rho, temperature) + _kd_written_out(
+        zb, za, labels, rho, temperature
+    )
+    np.testing.assert_allclose(result.history["loss"][0], total, rtol=1e-5)
+
+
+def test_codistill_compiles_once_per_pair_of_structures(count_compiles):
+    x = jax.random.normal(jax.random.key(4), (16, 4))
+    labels = jax.random.randint(jax.random.key(5), (16,), 0, 3)
+    options = dict(soft_ratio=0.5, temperature=2.0, optimizer=optax.sgd(0.1), steps=2)
+    kd.codistill(*_mlp(0, 16), *_mlp(1, 8), x, labels, progress=False, **options)
+    with count_compiles() as compiles:
+        kd.codistill(*_mlp(2, 16), *_mlp(3, 8), x, labels, progress=False, **options)
+    assert compiles() == 0

@@ -1,0 +1,339 @@
+"""Linear distillation (Phuong & Lampert, 2019): angles, transfer risks, the data geometry,
+the risk bound and span projections; the sign disagreement of two sets of logits.
+
+Part of :mod:`kdbook.theory`; import the names from there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_int as _check_int
+from kdbook._checks import is_concrete
+from kdbook.functional import _angle
+
+
+def _as_vector(name: str, value: ArrayLike) -> jax.Array:
+    array = jnp.asarray(value)
+    if array.ndim != 1 or array.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D vector of shape (d,), got {array.shape}")
+    return array
+
+
+def _as_points(name: str, value: ArrayLike, dim: int) -> jax.Array:
+    array = jnp.asarray(value)
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != dim:
+        raise ValueError(
+            f"{name} must have shape (n, d) with n >= 1 and d = {dim} (the dimension of the "
+            f"weight vectors), got {array.shape}"
+        )
+    return array
+
+
+def _check_same_dim(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {a.shape}, {b.shape}"
+        )
+
+
+def vector_angle(a: ArrayLike, b: ArrayLike) -> jax.Array:
+    r"""The angle :math:`\angle(a, b) \in [0, \pi]` between two vectors, accurate near 0 and pi.
+
+    Computed as :math:`2 \operatorname{atan2}(\lVert \hat a - \hat b \rVert,
+    \lVert \hat a + \hat b \rVert)` with :math:`\hat a = a / \lVert a \rVert`, which, unlike
+    :math:`\arccos` of the cosine, keeps full relative precision for tiny angles: the
+    computation of :func:`kdbook.functional.tree_angle`, on vectors. A zero vector makes the
+    angle :math:`\pi/2` (its cosine with anything is taken to be 0), so that for a zero student
+    :func:`gaussian_transfer_risk` gives 1/2, the risk of predicting one class everywhere
+    (:func:`~kdbook.functional.tree_angle` raises instead).
+
+    Args:
+        a, b: vectors of the same shape ``(d,)``; ``jax.vmap`` it for batches.
+
+    Returns:
+        A scalar in radians.
+    """
+    a, b = _as_vector("a", a), _as_vector("b", b)
+    _check_same_dim("a", a, "b", b)
+    return _angle(a, b)
+
+
+def transfer_risk(w: ArrayLike, w_star: ArrayLike, x_test: ArrayLike) -> jax.Array:
+    r"""Monte Carlo transfer risk: how often the student's decision differs from the teacher's.
+
+    .. math:: \hat R(w) = \frac{1}{m} \sum_{j=1}^{m}
+        \mathbb{1}\big[\mathbb{1}[w^\top x_j \ge 0] \ne \mathbb{1}[w^{*\top} x_j \ge 0]\big]
+
+    an unbiased estimate of :math:`R(w) = P_x[h_w(x) \ne h_{w^*}(x)]` with standard error
+    :math:`\sqrt{R(1-R)/m}`.
+
+    Args:
+        w: ``(d,)`` student weights.
+        w_star: ``(d,)`` teacher weights.
+        x_test: ``(m, d)`` test inputs drawn from the input distribution.
+
+    Returns:
+        A scalar in ``[0, 1]``.
+    """
+    w, w_star = _as_vector("w", w), _as_vector("w_star", w_star)
+    _check_same_dim("w", w, "w_star", w_star)
+    x_test = _as_points("x_test", x_test, w.shape[0])
+    return sign_disagreement(x_test @ w, x_test @ w_star)
+
+
+def sign_disagreement(logits: ArrayLike, reference_logits: ArrayLike) -> jax.Array:
+    r"""How often two binary classifiers disagree: the fraction of points where the signs differ.
+
+    .. math:: \hat R = \frac{1}{m} \sum_{j=1}^{m}
+        \mathbb{1}\big[\mathbb{1}[z_j \ge 0] \ne \mathbb{1}[z^*_j \ge 0]\big]
+
+    With a student's logits ``z`` and a teacher's (or an oracle's) ``z*`` on test inputs drawn
+    from the input distribution, this is the Monte Carlo **transfer risk** of any binary student,
+    linear or not; :func:`transfer_risk` is the linear case, ``z = X w``.
+
+    Args:
+        logits: ``(m,)`` logits of one classifier.
+        reference_logits: ``(m,)`` logits of the other.
+
+    Returns:
+        A scalar in ``[0, 1]``.
+
+    Raises:
+        ValueError: for shapes that differ or are not ``(m,)`` with ``m >= 1``, or (concrete
+            input) NaN logits, whose sign is undefined.
+    """
+    logits, reference_logits = jnp.asarray(logits), jnp.asarray(reference_logits)
+    for name, value in (("logits", logits), ("reference_logits", reference_logits)):
+        if value.ndim != 1 or value.shape[0] == 0:
+            raise ValueError(f"{name} must have shape (m,) with m >= 1, got {value.shape}")
+        if is_concrete(value) and bool(jnp.any(jnp.isnan(value))):
+            raise ValueError(f"{name} contains NaN: its sign, and so the risk, is undefined")
+    _check_same_dim("logits", logits, "reference_logits", reference_logits)
+    return jnp.mean((logits >= 0) != (reference_logits >= 0))
+
+
+def gaussian_transfer_risk(
+    w: ArrayLike, w_star: ArrayLike, *, covariance: ArrayLike | None = None
+) -> jax.Array:
+    r"""Exact transfer risk of a linear student for centred Gaussian (or rotation-invariant) inputs.
+
+    For :math:`x \sim N(0, \Sigma)`, the pair :math:`(w^\top x, w^{*\top} x)` is Gaussian with
+    correlation :math:`\cos\angle(\Sigma^{1/2} w, \Sigma^{1/2} w^*)`, and two correlated Gaussians
+    have different signs with probability angle / :math:`\pi`:
+
+    .. math:: R(w) = \frac{1}{\pi} \angle\big(\Sigma^{1/2} w,\; \Sigma^{1/2} w^*\big).
+
+    With ``covariance=None`` (:math:`\Sigma = I`) this is :math:`\angle(w, w^*)/\pi`, exact for any
+    rotation-invariant input distribution, not only the Gaussian.
+
+    Args:
+        w: ``(d,)`` student weights.
+        w_star: ``(d,)`` teacher weights.
+        covariance: ``(d, d)`` positive definite covariance :math:`\Sigma`, or ``None`` for the
+            identity.
+
+    Returns:
+        A scalar in ``[0, 1]``.
+
+    Raises:
+        ValueError: for mismatched shapes, or a covariance that is not positive definite.
+    """
+    w, w_star = _as_vector("w", w), _as_vector("w_star", w_star)
+    _check_same_dim("w", w, "w_star", w_star)
+    if covariance is not None:
+        covariance = jnp.asarray(covariance)
+        d = w.shape[0]
+        if covariance.shape != (d, d):
+            raise ValueError(f"covariance must have shape ({d}, {d}), got {covariance.shape}")
+        factor = jnp.linalg.cholesky(covariance)  # covariance = L L^T, so |L^T w| = |w|_Sigma
+        if is_concrete(factor) and not bool(jnp.all(jnp.isfinite(factor))):
+            raise ValueError("covariance must be symmetric positive definite (Cholesky failed)")
+        w, w_star = factor.T @ w, factor.T @ w_star
+    return vector_angle(w, w_star) / jnp.pi
+
+
+def boundary_angles(x: ArrayLike, w_star: ArrayLike) -> jax.Array:
+    r"""The angle :math:`\bar\alpha(x) \in [0, \pi/2]` of each input to the teacher's hyperplane.
+
+    .. math:: \sin \bar\alpha(x) = \frac{|w^{*\top} x|}{\lVert w^* \rVert\, \lVert x \rVert},
+
+    i.e. :math:`\bar\alpha = \pi/2 - \angle(x, \pm w^*)`. A zero input lies on the hyperplane
+    (angle 0).
+
+    Args:
+        x: ``(n, d)`` inputs.
+        w_star: ``(d,)`` teacher weights (not zero).
+
+    Returns:
+        ``(n,)`` angles in radians.
+    """
+    w_star = _as_vector("w_star", w_star)
+    x = _as_points("x", x, w_star.shape[0])
+    norm_star = jnp.linalg.norm(w_star)
+    if is_concrete(norm_star) and float(norm_star) == 0.0:
+        raise ValueError("w_star must not be zero: the teacher's hyperplane is undefined")
+    direction = w_star / norm_star
+    along = x @ direction
+    across = jnp.linalg.norm(x - along[:, None] * direction[None, :], axis=1)
+    # atan2 of the two components keeps full precision at both ends, unlike arcsin of the sine.
+    return jnp.arctan2(jnp.abs(along), across)
+
+
+def angular_cdf(x: ArrayLike, w_star: ArrayLike, theta: ArrayLike) -> jax.Array:
+    r"""Estimate the data geometry :math:`p(\theta) = P_x[\bar\alpha(x) \le \theta]` from samples.
+
+    :math:`p(\theta)` is the probability mass within angle :math:`\theta` of the teacher's decision
+    boundary (see :func:`boundary_angles`); the estimate is the fraction of the samples ``x``
+    that lie within that angle, whose uniform error is at most
+    :math:`\sqrt{\log(2/\delta) / (2n)}` with probability :math:`1 - \delta` (the
+    Dvoretzky-Kiefer-Wolfowitz inequality).
+
+    Args:
+        x: ``(n, d)`` samples of the input distribution.
+        w_star: ``(d,)`` teacher weights.
+        theta: a scalar or a ``(k,)`` array of angles in radians.
+
+    Returns:
+        An array shaped like ``theta``, with values in ``[0, 1]``.
+    """
+    angles = jnp.sort(boundary_angles(x, w_star))
+    theta = jnp.asarray(theta)
+    if theta.ndim > 1:
+        raise ValueError(f"theta must be a scalar or 1-D, got shape {theta.shape}")
+    return jnp.searchsorted(angles, theta, side="right") / angles.shape[0]
+
+
+def risk_bound(
+    n: int | Sequence[int] | np.ndarray,
+    p: Callable[[np.ndarray], np.ndarray] | ArrayLike,
+    *,
+    num_thetas: int = 2001,
+    return_theta: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    r"""The geometry bound on the transfer risk of a linear student trained on soft labels.
+
+    .. math:: B(n) = \min_{\theta \in [0, \pi/2]} \big[p(\theta) + p(\pi/2 - \theta)^n\big]
+
+    In the linear distillation setting of Phuong & Lampert (2019), this bounds the expected
+    transfer risk of the student that gradient descent on soft labels finds from :math:`n`
+    transfer points (derived in the book's chapter on linear students). The minimum is taken over
+    a uniform grid of ``num_thetas`` angles including both ends, so the value returned is at
+    least the exact minimum, and tends to it as the grid is refined.
+
+    Args:
+        n: a transfer-set size :math:`n \ge 0`, or a 1-D sequence of sizes.
+        p: the data geometry :math:`p(\theta)`, either a callable that maps a NumPy array of
+            angles to probabilities (e.g. ``lambda t: (2 * t / np.pi) ** kappa``), or a 1-D array
+            of sampled boundary angles (from :func:`boundary_angles`), whose empirical
+            distribution function is then used.
+        num_thetas: number of grid angles (at least 2).
+        return_theta: also return the minimising angle(s).
+
+    Returns:
+        NumPy float64 array shaped like ``n``; with ``return_theta``, a pair ``(bound, theta)``.
+    """
+    sizes = np.asarray(n)
+    if sizes.ndim > 1 or sizes.size == 0:
+        raise ValueError(
+            f"n must be an integer or a non-empty 1-D sequence, got shape {sizes.shape}"
+        )
+    if not np.issubdtype(sizes.dtype, np.integer) or np.any(sizes < 0):
+        raise ValueError(f"n must hold non-negative integers, got {n!r}")
+    _check_int("num_thetas", num_thetas, minimum=2)
+    thetas = np.linspace(0.0, np.pi / 2, int(num_thetas))
+    if callable(p):
+        near, far = (np.asarray(p(t), dtype=np.float64) for t in (thetas, np.pi / 2 - thetas))
+        if near.shape != thetas.shape:
+            raise ValueError(
+                f"p must map an array of angles to an array of the same shape, got {near.shape} "
+                f"for {thetas.shape}"
+            )
+    else:
+        samples = np.sort(np.asarray(p, dtype=np.float64))
+        if samples.ndim != 1 or samples.size == 0:
+            raise ValueError(
+                f"p must be a callable or a non-empty 1-D array of boundary angles, got shape "
+                f"{samples.shape}"
+            )
+        if samples[0] < 0 or samples[-1] > np.pi / 2 + 1e-6:
+            raise ValueError("boundary angles in p must lie in [0, pi/2]")
+        near, far = (
+            np.searchsorted(samples, t, side="right") / samples.size
+            for t in (thetas, np.pi / 2 - thetas)
+        )
+    if not (np.all(np.isfinite(near)) and np.all((near >= 0) & (near <= 1))):
+        raise ValueError("p must return probabilities in [0, 1]")
+    values = near[None, :] + far[None, :] ** sizes.reshape(-1)[:, None].astype(np.float64)
+    best = np.argmin(values, axis=1)
+    bound = values[np.arange(values.shape[0]), best].reshape(sizes.shape)
+    theta = thetas[best].reshape(sizes.shape)
+    return (bound, theta) if return_theta else bound
+
+
+SPAN_METHODS = ("qr", "svd")
+
+
+def span_projection(
+    x: ArrayLike, w: ArrayLike, *, method: str = "qr", rtol: float | None = None
+) -> jax.Array:
+    r"""Orthogonal projection of ``w`` on the span of the rows of ``x``: :math:`P_X w`.
+
+    With the inputs as the columns of :math:`X = (x_1, \dots, x_n) \in \mathbb{R}^{d \times n}`,
+
+    .. math:: P_X w = X (X^\top X)^{+} X^\top w,
+
+    computed without ever forming or inverting :math:`X^\top X` (whose condition number is the
+    square of :math:`X`'s), by one of two methods:
+
+    * ``"qr"`` (default): a Householder QR factorisation :math:`X = QR`, then
+      :math:`P_X w = Q Q^\top w`. Rows of ``x`` that are exactly zero are ignored, so padding a
+      transfer set with zero rows does not change the result. The non-zero rows must be linearly
+      independent (true almost surely for inputs drawn from a density) when ``n <= d``, and the
+      first ``d`` of them when ``n > d``; this is checked, except on traced values inside
+      ``jax.jit`` or ``jax.vmap``.
+    * ``"svd"``: the least-squares solution :math:`c = \operatorname{arg\,min}_c
+      \lVert X c - w \rVert` by a singular value decomposition, and :math:`P_X w = X c`. It
+      handles any rank deficiency but is much slower on CPU.
+
+    Args:
+        x: ``(n, d)`` inputs, one per row (any ``n``, also ``n >= d``).
+        w: ``(d,)`` vector to project.
+        method: ``"qr"`` or ``"svd"``.
+        rtol: relative tolerance below which a direction counts as missing (default: machine
+            epsilon times ``max(n, d)``).
+
+    Returns:
+        ``(d,)`` the projection; it equals ``w`` when the rows of ``x`` span the whole space.
+
+    Raises:
+        ValueError: for mismatched shapes, an unknown method, or (method ``"qr"``, concrete
+            input) linearly dependent rows.
+    """
+    w = _as_vector("w", w)
+    x = _as_points("x", x, w.shape[0])
+    _check_choice("method", method, SPAN_METHODS)
+    n, d = x.shape
+    if rtol is None:
+        rtol = float(jnp.finfo(x.dtype).eps) * max(n, d)
+    if method == "svd":
+        return x.T @ jnp.linalg.lstsq(x.T, w, rcond=rtol)[0]
+    zero = jnp.all(x == 0, axis=1)
+    order = jnp.argsort(zero, stable=True)  # zero rows last: they then add no direction to Q
+    q, r = jnp.linalg.qr(x[order].T)  # q: (d, k), r: (k, n), k = min(n, d)
+    k = q.shape[1]
+    keep = jnp.arange(k) < jnp.sum(~zero)
+    diagonal = jnp.abs(jnp.diagonal(r))
+    if is_concrete(diagonal):
+        small = keep & (diagonal <= rtol * jnp.max(diagonal, initial=0.0))
+        if bool(jnp.any(small)):
+            raise ValueError(
+                "the non-zero rows of x are linearly dependent, so method='qr' cannot project "
+                "on their span: use method='svd'"
+            )
+    return q @ jnp.where(keep, q.T @ w, 0.0)
