@@ -20,7 +20,7 @@ same key, data and settings give the same result, bit for bit, on one machine.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
@@ -578,6 +578,23 @@ def _mutual_kd_loss(outputs, labels, **kd_options):
     return kd_loss(a, b_fixed, labels, **kd_options) + kd_loss(b, a_fixed, labels, **kd_options)
 
 
+@lru_cache(maxsize=32)
+def _pair_optimizer(for_a, for_b) -> optax.GradientTransformation:
+    """One transformation of a pair of parameters, each updated by its own optimizer (the same
+    pair gives the same object, so :func:`fit` compiles once for it)."""
+
+    def init(params):
+        return for_a.init(params[0]), for_b.init(params[1])
+
+    def update(grads, state, params=None):
+        pa, pb = (None, None) if params is None else params
+        ua, sa = for_a.update(grads[0], state[0], pa)
+        ub, sb = for_b.update(grads[1], state[1], pb)
+        return (ua, ub), (sa, sb)
+
+    return optax.GradientTransformation(init, update)
+
+
 def _pair_apply(apply_a, apply_b, params, x):
     return apply_a(params[0], x), apply_b(params[1], x)
 
@@ -592,7 +609,8 @@ def codistill(
     *,
     soft_ratio: float,
     temperature: float,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation
+    | tuple[optax.GradientTransformation, optax.GradientTransformation],
     steps: int,
     form: str = "softmax",
     convention: str = "hinton",
@@ -621,7 +639,8 @@ def codistill(
         x: ``(n, d)`` inputs.
         labels: ``(n,)`` ground-truth labels.
         soft_ratio, temperature, form, convention, label_smoothing: see ``kd_loss``.
-        optimizer: one Optax transformation, applied to the pair of parameters.
+        optimizer: one Optax transformation for both models, or a pair ``(for_a, for_b)``
+            (e.g. a larger learning rate for a small model).
         steps: number of joint updates.
         **fit_options: any other option of :func:`fit`; ``eval_fn`` receives the pair
             ``(params_a, params_b)``.
@@ -634,6 +653,13 @@ def codistill(
         ValueError: as :func:`fit` and :func:`kdbook.losses.kd_loss`.
     """
     pair = jax.tree_util.Partial(_pair_apply, as_pytree(apply_a), as_pytree(apply_b))
+    if isinstance(optimizer, tuple) and not isinstance(optimizer, optax.GradientTransformation):
+        if len(optimizer) != 2:
+            raise ValueError(
+                f"optimizer must be one Optax transformation or a pair (for_a, for_b), got a "
+                f"tuple of {len(optimizer)}"
+            )
+        optimizer = _pair_optimizer(*optimizer)
     loss = partial(
         _mutual_kd_loss,
         soft_ratio=soft_ratio,

@@ -9,6 +9,7 @@ import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_disable_most_optimizations", True)
 
 _COMPILES = []
 jax.monitoring.register_event_duration_secs_listener(

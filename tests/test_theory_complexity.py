@@ -99,9 +99,9 @@ def test_minimum_norm_fit_has_the_complexity_as_its_norm_and_gradient_descent_re
         # plain gradient descent on the squared loss from W = 0, the closed form of its iterates
         eigenvalues = np.linalg.eigvalsh(np.asarray(kernel))
         eta = 1.0 / eigenvalues[-1]
-        w = jnp.zeros_like(w_star)
-        for _ in range(3000):
-            w = w - eta * phi.T @ (phi @ w - y)
+        w = jax.lax.fori_loop(
+            0, 3000, lambda _, w: w - eta * phi.T @ (phi @ w - y), jnp.zeros_like(w_star)
+        )
         gap = abs(float(jnp.linalg.norm(w)) - float(complexity)) / float(complexity)
         assert gap < 1e-3, gap
         np.testing.assert_allclose(
@@ -181,7 +181,8 @@ def test_supervision_bound_terms_count_and_the_pointwise_decomposition_holds():
         margins_y = _naive_margin(outputs, labels)
         assert float(terms.teacher_error) == pytest.approx(np.mean(teacher != np.asarray(labels)))
         assert float(terms.margin_loss) == pytest.approx(np.mean(margins_t <= gamma))
-        asc = kd.adjusted_supervision_complexity(kernel, targets)
+        centred = targets - targets.mean(axis=1, keepdims=True)
+        asc = kd.adjusted_supervision_complexity(kernel, centred)
         assert float(terms.complexity) == pytest.approx(k * float(asc) / gamma, rel=1e-6)
         assert float(terms.total) == pytest.approx(
             float(terms.teacher_error + terms.margin_loss + terms.complexity)
@@ -215,8 +216,36 @@ def test_supervision_bound_terms_count_and_the_pointwise_decomposition_holds():
             ),
             "targets must have the shape",
         ),
+        (
+            lambda: kd.supervision_bound_terms(
+                jnp.ones((3, 2)), jnp.zeros(3, int), jnp.ones((3, 2)), jnp.eye(3), margin=0.1
+            ),
+            "every row of targets is constant",
+        ),
     ],
 )
 def test_supervision_complexity_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_centring_the_targets_changes_no_margin_of_the_kernel_student():
+    """Why the bound may use centred targets: the fit of the row means adds the same number to
+    every class score of an input."""
+    with kd.enable_x64():
+        _, kernel = _random_kernel(jax.random.key(10), 40, 70)
+        targets = jax.nn.softmax(2 * jax.random.normal(jax.random.key(11), (40, 5)), axis=1)
+        cross = (
+            jax.random.normal(jax.random.key(12), (15, 70))
+            @ _random_kernel(jax.random.key(10), 40, 70)[0].T
+        )
+        centred = targets - targets.mean(axis=1, keepdims=True)
+        full = kd.kernel_regression(kernel, targets, kernel_test_train=cross)
+        less = kd.kernel_regression(kernel, centred, kernel_test_train=cross)
+        labels = jnp.argmax(full, axis=1)
+        np.testing.assert_allclose(
+            kd.multiclass_margin(full, labels), kd.multiclass_margin(less, labels), atol=1e-10
+        )
+        assert kd.adjusted_supervision_complexity(kernel, centred) < (
+            kd.adjusted_supervision_complexity(kernel, targets)
+        )

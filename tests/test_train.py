@@ -526,17 +526,29 @@ def _mlp(seed, width):
     return kd.functionalize(kd.MLP(4, depth=1, width=width, out_features=3, rngs=nnx.Rngs(seed)))
 
 
-def test_codistill_without_soft_labels_is_two_independent_fits():
+@pytest.mark.parametrize("pair", [False, True])
+def test_codistill_without_soft_labels_is_two_independent_fits(pair):
     x = jax.random.normal(jax.random.key(0), (16, 4))
     labels = jax.random.randint(jax.random.key(1), (16,), 0, 3)
     (apply_a, params_a), (apply_b, params_b) = _mlp(0, 32), _mlp(1, 8)
-    options = dict(optimizer=optax.adam(0.02), steps=15, progress=False)
+    opt_a = optax.adam(0.02)
+    opt_b = optax.sgd(0.1, momentum=0.9) if pair else opt_a
     joint = kd.codistill(
-        apply_a, params_a, apply_b, params_b, x, labels, soft_ratio=0.0, temperature=2.0, **options
+        apply_a,
+        params_a,
+        apply_b,
+        params_b,
+        x,
+        labels,
+        soft_ratio=0.0,
+        temperature=2.0,
+        optimizer=(opt_a, opt_b) if pair else opt_a,
+        steps=15,
+        progress=False,
     )
-    loss = partial(kd.cross_entropy)
-    alone_a = kd.fit(apply_a, params_a, (x, labels), loss=loss, **options)
-    alone_b = kd.fit(apply_b, params_b, (x, labels), loss=loss, **options)
+    options = dict(loss=kd.cross_entropy, steps=15, progress=False)
+    alone_a = kd.fit(apply_a, params_a, (x, labels), optimizer=opt_a, **options)
+    alone_b = kd.fit(apply_b, params_b, (x, labels), optimizer=opt_b, **options)
     for alone, got in [(alone_a, joint.params[0]), (alone_b, joint.params[1])]:
         for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(alone.params), strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
@@ -587,3 +599,19 @@ def test_codistill_compiles_once_per_pair_of_structures(count_compiles):
     with count_compiles() as compiles:
         kd.codistill(*_mlp(2, 16), *_mlp(3, 8), x, labels, progress=False, **options)
     assert compiles() == 0
+
+
+def test_codistill_rejects_a_tuple_of_three_optimizers():
+    x, labels = jnp.zeros((4, 4)), jnp.zeros(4, int)
+    with pytest.raises(ValueError, match="pair"):
+        kd.codistill(
+            *_mlp(0, 8),
+            *_mlp(1, 8),
+            x,
+            labels,
+            soft_ratio=0.5,
+            temperature=2.0,
+            optimizer=(optax.sgd(0.1),) * 3,
+            steps=1,
+            progress=False,
+        )

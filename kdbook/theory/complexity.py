@@ -111,10 +111,11 @@ def adjusted_supervision_complexity(
 
     It does not change when the kernel is rescaled (:math:`K \to cK`; the ridge is relative to the
     mean eigenvalue :math:`\bar\kappa` so that this holds with a ridge too), so it compares the
-    kernels of a network at initialisation and after training. It scales linearly with the
-    targets (:math:`Y \to cY`). The solve runs on :math:`n K / \operatorname{tr} K`, whose mean
-    eigenvalue is 1, by Cholesky; an ill-conditioned kernel needs a ridge or float64, and a
-    failed factorisation raises (see :func:`kdbook.kernels.kernel_solve`).
+    kernels of a network at initialisation and after training. It is a seminorm of the targets:
+    :math:`Y \to cY` multiplies it by :math:`|c|`. The solve runs on
+    :math:`n K / \operatorname{tr} K`, whose mean eigenvalue is 1, by Cholesky; an ill-conditioned
+    kernel needs a ridge or float64, and a failed factorisation raises (see
+    :func:`kdbook.kernels.kernel_solve`).
 
     Args:
         kernel: :math:`K`, ``(n, n)`` symmetric positive definite (semi-definite with
@@ -208,8 +209,8 @@ class BoundTerms(NamedTuple):
             the targets) is not the label.
         margin_loss: the fraction whose student margin with respect to the teacher's prediction
             is at most :math:`\gamma`.
-        complexity: :math:`k \operatorname{ASC}(K, Y) / \gamma`, the complexity of the targets
-            in the student's kernel over the margin.
+        complexity: :math:`k \operatorname{ASC}(K, \tilde Y) / \gamma`, the complexity of the
+            centred targets in the student's kernel over the margin.
     """
 
     teacher_error: jax.Array
@@ -233,23 +234,27 @@ def supervision_bound_terms(
 ) -> BoundTerms:
     r"""The terms of a margin bound on the error of a kernel student fitted to teacher targets.
 
-    Let :math:`t_i = \arg\max_c Y_{ic}` be the teacher's prediction and :math:`\rho_f(x, c)` the
-    margin (:func:`multiclass_margin`). Pointwise,
-    :math:`\mathbb 1[\rho_f(x_i, y_i) \le \gamma] \le \mathbb 1[t_i \ne y_i] +
-    \mathbb 1[\rho_f(x_i, t_i) \le \gamma]`, and the multiclass margin bound (e.g. Mohri et al.,
-    2018, Theorem 9.2) with the Rademacher complexity of predictors of norm
+    Let :math:`\hat y^t_i = \arg\max_c Y_{ic}` be the teacher's prediction and
+    :math:`\mu_f(x, c)` the margin (:func:`multiclass_margin`). Pointwise,
+    :math:`\mathbb 1[\mu_f(x_i, y_i) \le \gamma] \le \mathbb 1[\hat y^t_i \ne y_i] +
+    \mathbb 1[\mu_f(x_i, \hat y^t_i) \le \gamma]`, and the multiclass margin bound (e.g. Mohri
+    et al., 2018, Theorem 9.2) with the Rademacher complexity of predictors of norm
     :math:`\lVert W^* \rVert_F` gives, with probability at least :math:`1 - \delta`,
 
     .. math:: P[\arg\max f(x) \ne y] \le \underbrace{\tfrac1n \textstyle\sum_i
-        \mathbb 1[t_i \ne y_i]}_{\text{teacher error}} + \underbrace{\tfrac1n \textstyle\sum_i
-        \mathbb 1[\rho_f(x_i, t_i) \le \gamma]}_{\text{margin loss}} +
-        c\, \underbrace{\frac{k\, \operatorname{ASC}(K, Y)}{\gamma}}_{\text{complexity}}
+        \mathbb 1[\hat y^t_i \ne y_i]}_{\text{teacher error}} + \underbrace{\tfrac1n
+        \textstyle\sum_i \mathbb 1[\mu_f(x_i, \hat y^t_i) \le \gamma]}_{\text{margin loss}} +
+        C\, \underbrace{\frac{k\, \operatorname{ASC}(K, \tilde Y)}{\gamma}}_{\text{complexity}}
         + O\Big(\sqrt{\log(1/\delta) / n}\Big)
 
-    for a constant :math:`c` (4 in Mohri et al.'s statement for a norm fixed in advance; a union
-    bound over the norm and :math:`\gamma` adds logarithmic terms). Harutyunyan et al. (2023)
-    name these three ingredients; the form and constants here are this book's reconstruction.
-    :attr:`BoundTerms.total` takes :math:`c = 1` and drops the confidence term, so any bound of
+    for a constant :math:`C` (4 in Mohri et al.'s statement for a norm fixed in advance; a union
+    bound over the norm and :math:`\gamma` adds logarithmic terms). The targets enter centred,
+    :math:`\tilde Y = Y - \bar Y \mathbf 1^\top` with :math:`\bar Y` the row means: the fit of
+    :math:`\bar Y \mathbf 1^\top` adds the same number to every class score of an input, which
+    changes no margin and no prediction, so the student of :math:`\tilde Y` classifies exactly as
+    the student of :math:`Y` with a smaller norm. Harutyunyan et al. (2023) name these three
+    ingredients; the form and constants here are this book's reconstruction.
+    :attr:`BoundTerms.total` takes :math:`C = 1` and drops the confidence term, so any bound of
     this form is at least as large.
 
     The complexity term is the student's only when ``outputs`` are those of the minimum-norm
@@ -269,7 +274,8 @@ def supervision_bound_terms(
 
     Raises:
         ValueError: for shapes that do not match, labels outside ``[0, k)``, ``margin <= 0``,
-            and as :func:`adjusted_supervision_complexity`.
+            constant targets (nothing to fit once centred), and as
+            :func:`adjusted_supervision_complexity`.
     """
     _check_positive("margin", margin)
     outputs, labels = _check_class_outputs("outputs", outputs, labels, "labels")
@@ -278,11 +284,14 @@ def supervision_bound_terms(
         raise ValueError(
             f"targets must have the shape of outputs {outputs.shape}, got {targets.shape}"
         )
+    centred = targets - jnp.mean(targets, axis=1, keepdims=True)
+    if is_concrete(centred) and not bool(jnp.any(centred != 0)):
+        raise ValueError("targets must differ between classes: every row of targets is constant")
     teacher = jnp.argmax(targets, axis=1)
     return BoundTerms(
         teacher_error=jnp.mean(teacher != labels),
         margin_loss=jnp.mean(multiclass_margin(outputs, teacher) <= margin),
         complexity=outputs.shape[1]
-        * adjusted_supervision_complexity(kernel, targets, ridge=ridge)
+        * adjusted_supervision_complexity(kernel, centred, ridge=ridge)
         / margin,
     )
