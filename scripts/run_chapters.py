@@ -144,6 +144,12 @@ def run_one(notebook: Path, seed: int, timeout: int) -> dict:
         message = f"{error.ename}: {error.evalue}".replace("\n", " ")
     except CellTimeoutError:
         status, message = "FAIL", f"a cell ran longer than {timeout} s"
+    if status == "pass":  # an error shown without failing the cell, e.g. a figure that cannot draw
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error" and status == "pass":
+                    status = "FAIL"
+                    message = f"error output: {output['ename']}: {output['evalue']}"
     nbformat.write(nb, path)  # the executed copy, outputs included, to read what was measured
     return {
         "chapter": notebook.name,

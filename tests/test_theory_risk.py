@@ -187,8 +187,8 @@ def test_span_projection_ignores_zero_rows_also_under_vmap(method):
     padded = jax.jit(jax.vmap(lambda m: theory.span_projection(x * m[:, None], w, method=method)))(
         masks
     )
-    for i, n in enumerate(sizes):
-        direct = theory.span_projection(x[: int(n)], w, method=method)
+    for i in (0, 3, n_max - 1):  # a few sizes: each direct call compiles for its own shape
+        direct = theory.span_projection(x[: int(sizes[i])], w, method=method)
         np.testing.assert_allclose(padded[i], direct, atol=1e-5)
     # A zero row in the middle, not only at the end.
     middle = x.at[3].set(0.0)

@@ -20,6 +20,14 @@ def mse(outputs, targets):
     return jnp.mean((outputs - targets) ** 2)
 
 
+def _kd_written_out(z, teacher_logits, labels, rho, temperature):
+    """(1 - rho) CE + rho T^2 KL, written with jax.nn (independent of kdbook.losses)."""
+    hard = -jnp.take_along_axis(jax.nn.log_softmax(z), labels[:, None], axis=1)[:, 0]
+    p_t = jax.nn.softmax(teacher_logits / temperature)
+    kl = jnp.sum(p_t * (jnp.log(p_t) - jax.nn.log_softmax(z / temperature)), axis=1)
+    return jnp.mean((1 - rho) * hard + rho * temperature**2 * kl)
+
+
 @pytest.fixture
 def regression():
     rng = np.random.default_rng(0)
@@ -264,11 +272,7 @@ def test_one_distill_step_is_a_gradient_step_on_the_kd_objective_written_out():
     rho, temperature, lr = 0.7, 3.0, 0.5
 
     def objective(p):  # (1 - rho) CE(y, softmax(z_s)) + rho T^2 KL(p_T(z_t) || p_T(z_s))
-        z = apply(p, x)
-        hard = -jnp.take_along_axis(jax.nn.log_softmax(z), labels[:, None], axis=1)[:, 0]
-        p_t = jax.nn.softmax(teacher_logits / temperature)
-        kl = jnp.sum(p_t * (jnp.log(p_t) - jax.nn.log_softmax(z / temperature)), axis=1)
-        return jnp.mean((1 - rho) * hard + rho * temperature**2 * kl)
+        return _kd_written_out(apply(p, x), teacher_logits, labels, rho, temperature)
 
     grads = jax.grad(objective)(params)
     expected = jax.tree.map(lambda p, g: p - lr * g, params, grads)
@@ -399,14 +403,6 @@ def test_a_plain_function_is_compiled_once_per_function_object(count_compiles, r
 
 
 # ----------------------------------------------------------------------------- online distillation
-
-
-def _kd_written_out(z, teacher_logits, labels, rho, temperature):
-    """(1 - rho) CE + rho T^2 KL, written with jax.nn (independent of kdbook.losses)."""
-    hard = -jnp.take_along_axis(jax.nn.log_softmax(z), labels[:, None], axis=1)[:, 0]
-    p_t = jax.nn.softmax(teacher_logits / temperature)
-    kl = jnp.sum(p_t * (jnp.log(p_t) - jax.nn.log_softmax(z / temperature)), axis=1)
-    return jnp.mean((1 - rho) * hard + rho * temperature**2 * kl)
 
 
 @pytest.fixture

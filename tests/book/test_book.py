@@ -5,6 +5,7 @@ The checks live in `book_checks.py`; the last tests build broken trees to prove 
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+import yaml
 from book_checks import (
     notebook_problems,
     root_entries,
@@ -210,3 +212,46 @@ def test_set_repository_moves_every_address_and_the_check_sees_a_straggler(tmp_p
     readme.write_text(readme.read_text() + "\nSee https://github.com/kdbook/kdbook.\n")
     (problem,) = set_repository.problems(tmp_path)
     assert problem.startswith("README.md:") and "set_repository.py" in problem
+
+
+def _find_macros(node):
+    """The MathJax macros of _config.yml (under any key named ``macros``)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "macros" and isinstance(value, dict):
+                return list(value)
+            found = _find_macros(value)
+            if found:
+                return found
+    return []
+
+
+def _mathjax_in_code(text: str, macros: list[str]) -> list[str]:
+    """Lines of code cells with a string literal that uses one of the book's MathJax macros."""
+    pattern = re.compile(r"\\(" + "|".join(m for m in macros if len(m) > 1) + r")(?![A-Za-z])")
+    found, in_code = [], False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("```{code-cell}"):
+            in_code = True
+        elif line.startswith("```"):
+            in_code = False
+        elif in_code and not line.lstrip().startswith("#") and pattern.search(line):
+            if re.search(r"""["'][^"']*\$[^"']*\\""", line):
+                found.append(f"{number}: {line.strip()}")
+    return found
+
+
+def test_no_figure_label_uses_a_mathjax_only_macro():
+    """Matplotlib's mathtext knows no book macro (\\Tmp, \\norm...): a label using one fails only
+    when the figure is drawn, after the cell has run, so the notebook test would not see it."""
+    macros = _find_macros(yaml.safe_load((ROOT / "_config.yml").read_text()))
+    assert "Tmp" in macros
+    offenders = {
+        md.name: lines
+        for md in sorted((ROOT / "chapters").glob("[0-9]*.md"))
+        if (lines := _mathjax_in_code(md.read_text(), macros))
+    }
+    assert not offenders, offenders
+    broken = '```{code-cell} ipython3\nax.set(xlabel=r"temperature $\\Tmp$")\n```\n'
+    assert _mathjax_in_code(broken, macros) == ['2: ax.set(xlabel=r"temperature $\\Tmp$")']
+    assert _mathjax_in_code(broken.replace("\\Tmp", "T"), macros) == []
