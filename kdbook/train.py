@@ -490,8 +490,8 @@ def online_distill(
     ``schedule[s]``, so its targets grow more complex as it learns. This is the online
     distillation of Harutyunyan et al. (2023), who motivate it by supervision complexity
     (:func:`kdbook.theory.adjusted_supervision_complexity`). The default schedule gives each
-    checkpoint an equal share of the student's updates, in order (checkpoint ``i`` for updates
-    ``i * steps // m`` to ``(i + 1) * steps // m - 1``): with one checkpoint per teacher epoch and
+    checkpoint an equal share of the student's updates, in order (update ``s`` uses checkpoint
+    ``min(s * m // steps, m - 1)``): with one checkpoint per teacher epoch and
     a student trained as many epochs, epoch ``e`` of the student sees the teacher of epoch ``e``.
     The paper's exact schedule could not be checked.
 

@@ -255,7 +255,7 @@ def supervision_bound_terms(
     the student of :math:`Y` with a smaller norm. Harutyunyan et al. (2023) name these three
     ingredients; the form and constants here are this book's reconstruction.
     :attr:`BoundTerms.total` takes :math:`C = 1` and drops the confidence term, so any bound of
-    this form is at least as large.
+    this form with :math:`C \ge 1` is at least as large.
 
     The complexity term is the student's only when ``outputs`` are those of the minimum-norm
     kernel predictor fitted to ``targets`` with this ``kernel`` (e.g.
