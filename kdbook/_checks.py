@@ -37,10 +37,26 @@ def check_int(name: str, value, *, minimum: int = 1, allow_none: bool = False) -
 
 
 def _scalar(name: str, value) -> float:
-    """A concrete scalar hyperparameter as a float; arrays of more than one value are refused."""
+    """A concrete scalar hyperparameter as a float; arrays of more than one value, bools and
+    non-numbers are refused."""
+    if isinstance(value, bool | np.bool_) or (
+        hasattr(value, "dtype") and np.dtype(value.dtype) == np.bool_
+    ):
+        raise ValueError(f"{name} must be a number, got the bool {value!r}")
     if np.ndim(value) != 0:
         raise ValueError(f"{name} must be a single number, got an array of shape {np.shape(value)}")
-    return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+def check_number(name: str, value, *, why: str = "") -> None:
+    """``value`` must be a single finite number (any sign)."""
+    if not is_concrete(value):
+        return
+    if not np.isfinite(_scalar(name, value)):
+        raise ValueError(_with_reason(f"{name} must be a finite number, got {value!r}", why))
 
 
 def check_unit_interval(name: str, value, *, closed_right: bool = True) -> None:
@@ -74,3 +90,81 @@ def check_nonnegative(name: str, value, *, why: str = "") -> None:
         raise ValueError(_with_reason(f"{name} must be >= 0, got {v!r}", why))
     if not np.isfinite(v):
         raise ValueError(_with_reason(f"{name} must be a finite number >= 0, got {v!r}", why))
+
+
+def check_finite(name: str, value) -> None:
+    """A concrete floating array must hold finite numbers only; traced values are not checked."""
+    if not is_concrete(value):
+        return
+    a = np.asarray(value)
+    if np.issubdtype(a.dtype, np.inexact):
+        finite = np.isfinite(a)
+        if not finite.all():
+            raise ValueError(f"{name} contains {a.size - int(finite.sum())} NaN or infinite values")
+
+
+def as_float_array(name: str, value) -> jax.Array:
+    """``value`` as a JAX array of a floating dtype: integer and bool arrays become the default
+    float dtype (float32, or float64 under :func:`kdbook.enable_x64`); complex, string and object
+    arrays, and ``None``, are refused."""
+    if value is None:
+        raise ValueError(f"{name} must be an array of numbers, got None")
+    if isinstance(value, jax.Array):
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must be an array of numbers: {err}") from None
+    dtype = array.dtype
+    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+        return jax.numpy.asarray(array, dtype=jax.dtypes.canonicalize_dtype(float))
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"{name} must be an array of real numbers, got dtype {dtype}")
+    return jax.numpy.asarray(array)
+
+
+def check_key(name: str, key) -> None:
+    """``key`` must be a JAX PRNG key: ``jax.random.key(seed)`` (or a legacy
+    ``jax.random.PRNGKey(seed)``), not an integer seed or ``None``."""
+    if isinstance(key, jax.Array | jax.core.Tracer):
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return
+        if key.dtype == np.uint32 and key.shape[-1:] == (2,):  # a legacy raw key
+            return
+    raise ValueError(
+        f"{name} must be a JAX PRNG key such as jax.random.key(0), got "
+        f"{type(key).__name__}{'' if key is None else ' ' + repr(key)[:40]}"
+    )
+
+
+def check_callable(name: str, value, *, what: str) -> None:
+    """``value`` must be callable (``what`` says what it computes)."""
+    if not callable(value):
+        raise ValueError(f"{name} must be a function {what}, got {value!r}"[:200])
+
+
+def check_bool(name: str, value) -> None:
+    """``value`` must be ``True`` or ``False`` (a Python or NumPy bool)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_square_fits(name: str, value, dtype=None) -> None:
+    """A scale whose square (a variance) must be finite in ``dtype`` (default: JAX's float)."""
+    if not is_concrete(value):
+        return
+    dtype = jax.dtypes.canonicalize_dtype(float) if dtype is None else np.dtype(dtype)
+    if abs(_scalar(name, value)) > float(np.finfo(dtype).max) ** 0.5:
+        raise ValueError(f"{name}={value!r} is too large: its square overflows {np.dtype(dtype)}")
+
+
+def check_no_overflow(value, what: str):
+    """A concrete result computed from finite inputs must be finite: else its dtype overflowed."""
+    if is_concrete(value) and not np.isfinite(np.asarray(value)).all():
+        dtype = np.asarray(value).dtype
+        raise ValueError(
+            f"{what} overflows {dtype} for these inputs (beyond {float(np.finfo(dtype).max):.3g}):"
+            " rescale them, or compute in float64 with kdbook.enable_x64()"
+        )
+    return value

@@ -12,10 +12,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax.tree_utils as otu
 from flax import nnx
 
-from kdbook._checks import is_concrete
+from kdbook._checks import check_finite, check_no_overflow, check_number, is_concrete
 
 __all__ = [
     "Apply",
@@ -59,13 +60,29 @@ class Functional:
             ``apply`` (in ``jax.jit``, ``functools.partial``, ...).
     """
 
-    def __init__(self, graphdef, rest, module_type: type | None = None):
+    def __init__(self, graphdef, rest, module_type: type | None = None, shapes=None):
         self.graphdef = graphdef
         self.rest = rest
         self.module_type = module_type  # static, like graphdef
+        self.shapes = shapes  # static: the shapes of the parameters' leaves, in tree order
 
     def merge(self, params: Params) -> nnx.Module:
-        """Rebuild the module with ``params`` (e.g. to read its architecture)."""
+        """Rebuild the module with ``params`` (e.g. to read its architecture).
+
+        Raises:
+            ValueError: if ``params`` are not parameters of this module (other leaves or shapes:
+                the parameters of another width would run with this module's scale factors).
+        """
+        if self.shapes is not None:
+            leaves = jax.tree.leaves(params)
+            shapes = tuple(tuple(jnp.shape(leaf)) for leaf in leaves)
+            if shapes != self.shapes:
+                name = "the module" if self.module_type is None else self.module_type.__name__
+                raise ValueError(
+                    f"params do not fit {name}: it has {len(self.shapes)} parameter arrays of "
+                    f"shapes {list(self.shapes)[:6]}, got {len(shapes)} of shapes "
+                    f"{list(shapes)[:6]} (the parameters of another model?)"
+                )
         return nnx.merge(self.graphdef, params, self.rest)
 
     def __call__(self, params: Params, x: jax.Array) -> jax.Array:
@@ -78,12 +95,12 @@ class Functional:
         return jax.tree_util.Partial(_dense_chain, self)
 
     def tree_flatten(self):
-        return (self.rest,), (self.graphdef, self.module_type)
+        return (self.rest,), (self.graphdef, self.module_type, self.shapes)
 
     @classmethod
     def tree_unflatten(cls, static, children):
-        graphdef, module_type = static
-        return cls(graphdef, *children, module_type=module_type)
+        graphdef, module_type, shapes = static
+        return cls(graphdef, *children, module_type=module_type, shapes=shapes)
 
     def __repr__(self) -> str:
         name = "module" if self.module_type is None else self.module_type.__name__
@@ -136,7 +153,24 @@ def functionalize(model: nnx.Module) -> tuple[Functional, Params]:
                 "deterministic=True and no BatchNorm) for kdbook's pure-function contract."
             )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    return Functional(graphdef, rest, type(model)), params
+    shapes = tuple(tuple(jnp.shape(leaf)) for leaf in jax.tree.leaves(params))
+    return Functional(graphdef, rest, type(model), shapes), params
+
+
+def output_shape(apply: Apply, params: Params, x: jax.Array, *, name: str = "x"):
+    """The shapes and dtypes of ``apply(params, x)``, traced without computing anything.
+
+    Raises:
+        ValueError: if ``apply`` cannot take ``x`` (a feature dimension the network does not
+            have, parameters of another model...), with the message naming ``name``.
+    """
+    try:
+        return jax.eval_shape(apply, params, x)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"apply(params, {name}) fails on {name} of shape {jnp.shape(x)} and dtype "
+            f"{jnp.result_type(x)}: {err}"
+        ) from err
 
 
 def as_pytree(apply: Apply) -> Apply:
@@ -158,31 +192,79 @@ def as_pytree(apply: Apply) -> Apply:
 # same structure, with an error that shows the two structures.
 
 
+def _check_finite_tree(name: str, tree: Params) -> None:
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        check_finite(f"{name}{jax.tree_util.keystr(path)}", leaf)
+
+
 def tree_inner(a: Params, b: Params) -> jax.Array:
-    """Euclidean inner product ``<a, b>`` of two pytrees with the same structure."""
+    """Euclidean inner product ``<a, b>`` of two pytrees with the same structure.
+
+    Raises:
+        ValueError: for pytrees of different structures or leaf shapes, or leaves with NaN or
+            inf (checked outside ``jax.jit``).
+    """
     _check_same_structure(a, b)
-    return otu.tree_vdot(a, b)
+    _check_finite_tree("a", a)
+    _check_finite_tree("b", b)
+    return check_no_overflow(otu.tree_vdot(a, b), "tree_inner")
 
 
 def tree_norm(a: Params) -> jax.Array:
-    """Euclidean norm of a pytree flattened into one vector."""
-    return otu.tree_norm(a)
+    r"""Euclidean norm of a pytree flattened into one vector.
+
+    Computed as :math:`m \lVert a / m \rVert` with :math:`m` the largest magnitude of an
+    entry, so the squares neither overflow nor underflow: a float32 pytree of entries ``1e20``
+    or ``1e-30`` has its true norm, not ``inf`` or ``0``.
+
+    Raises:
+        ValueError: for leaves with NaN or inf (checked outside ``jax.jit``).
+    """
+    _check_finite_tree("a", a)
+    leaves = jax.tree.leaves(a)
+    if not leaves:
+        return jnp.zeros(())
+    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0.0) for leaf in leaves]))
+    scale = jnp.where(largest > 0, largest, 1.0)
+    return largest * otu.tree_norm(jax.tree.map(lambda leaf: leaf / scale, a))
 
 
 def tree_difference(a: Params, b: Params) -> Params:
-    """Leafwise ``a - b`` (e.g. the weight change ``theta_t - theta_0``)."""
+    """Leafwise ``a - b`` (e.g. the weight change ``theta_t - theta_0``).
+
+    Raises:
+        ValueError: for pytrees of different structures or leaf shapes, or leaves with NaN or
+            inf (checked outside ``jax.jit``).
+    """
     _check_same_structure(a, b)
+    _check_finite_tree("a", a)
+    _check_finite_tree("b", b)
     return otu.tree_sub(a, b)
 
 
 def tree_add(a: Params, b: Params) -> Params:
-    """Leafwise ``a + b``."""
+    """Leafwise ``a + b``.
+
+    Raises:
+        ValueError: for pytrees of different structures or leaf shapes, or leaves with NaN or
+            inf (checked outside ``jax.jit``).
+    """
     _check_same_structure(a, b)
+    _check_finite_tree("a", a)
+    _check_finite_tree("b", b)
     return otu.tree_add(a, b)
 
 
 def tree_scale(a: Params, scale: float | jax.Array) -> Params:
-    """Leafwise ``scale * a``."""
+    """Leafwise ``scale * a``.
+
+    Raises:
+        ValueError: if ``scale`` is not a single finite number.
+    """
+    if np.ndim(scale) != 0:
+        raise ValueError(f"scale must be a single number, got an array of shape {np.shape(scale)}")
+    check_number("scale", scale)
+    _check_finite_tree("a", a)
     return otu.tree_scale(scale, a)
 
 
@@ -200,6 +282,8 @@ def tree_angle(a: Params, b: Params) -> jax.Array:
             or ``jax.vmap``, where this cannot be checked, a zero pytree gives ``pi/2``.
     """
     _check_same_structure(a, b)
+    _check_finite_tree("a", a)
+    _check_finite_tree("b", b)
     na, nb = tree_norm(a), tree_norm(b)
     if is_concrete(na, nb) and (float(na) == 0.0 or float(nb) == 0.0):
         raise ValueError("tree_angle: the angle to a zero pytree is undefined")
@@ -227,9 +311,16 @@ def tree_stack(trees: list[Params]) -> Params:
     """Stack pytrees of the same structure along a new leading axis (e.g. one model per seed).
 
     The result can be passed to a function ``jax.vmap``-ed over its first axis.
+
+    Raises:
+        ValueError: for ``trees`` that is not a non-empty list, or pytrees that differ in
+            structure or leaf shapes.
     """
-    if not trees:
-        raise ValueError("tree_stack needs at least one pytree")
+    if not isinstance(trees, list | tuple) or not trees:
+        raise ValueError(
+            f"trees must be a non-empty list of pytrees, got {type(trees).__name__}"
+            + (" (empty)" if isinstance(trees, list | tuple) else "")
+        )
     for tree in trees[1:]:
         _check_same_structure(trees[0], tree)
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)

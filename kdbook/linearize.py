@@ -16,7 +16,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from kdbook.functional import Apply, Params, as_pytree, tree_add, tree_difference
+from kdbook._checks import as_float_array as _as_float_array
+from kdbook._checks import check_callable as _check_callable
+from kdbook._checks import check_finite as _check_finite
+from kdbook.functional import Apply, Params, as_pytree, output_shape, tree_add, tree_difference
 from kdbook.kernels import kernel_solve
 from kdbook.ntk import empirical_ntk
 
@@ -38,11 +41,27 @@ def linearize(apply: Apply, params0: Params) -> Apply:
         ``apply_lin(params, x)``; at ``params = params0`` it equals ``apply(params0, x)``. It is a
         ``jax.tree_util.Partial`` holding ``params0`` as leaves, so jitted training shares one
         compilation across expansion points of models with the same structure.
+
+    Raises:
+        ValueError: for ``apply`` not callable or ``params0`` without arrays; calling
+            ``apply_lin`` with parameters of another structure or shapes than ``params0``.
     """
+    _check_callable("apply", apply, what="apply(params, x) -> outputs")
+    if not jax.tree.leaves(params0):
+        raise ValueError(f"params0 must be a pytree of parameter arrays, got {params0!r}"[:200])
     return jax.tree_util.Partial(_linearized, as_pytree(apply), params0)
 
 
 def _linearized(apply: Apply, params0: Params, params: Params, x: jax.Array) -> jax.Array:
+    same = jax.tree.structure(params) == jax.tree.structure(params0) and all(
+        jnp.shape(a) == jnp.shape(b)
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(params0), strict=True)
+    )
+    if not same:
+        raise ValueError(
+            "params must have the structure and shapes of params0, the expansion point of this "
+            "linearized model (the parameters of another model?)"
+        )
     out0, tangent = jax.jvp(lambda p: apply(p, x), (params0,), (tree_difference(params, params0),))
     return out0 + tangent
 
@@ -77,12 +96,21 @@ def min_norm_params(
         Parameters shaped like ``params0``.
 
     Raises:
-        ValueError: for targets whose shape differs from the outputs', and as
+        ValueError: for ``apply`` not callable or returning no ``(n,)``/``(n, k)`` array, ``x``
+            with NaN or inf or that ``apply`` cannot take, targets whose shape differs from the
+            outputs', and as
             :func:`kdbook.kernels.kernel_solve` (non-finite targets, ``ridge < 0``).
         numpy.linalg.LinAlgError: when the NTK cannot be factorised (more outputs to fit than
             parameters, duplicate inputs, or too ill-conditioned for the dtype): add a ridge.
     """
-    x = jnp.asarray(x)
+    _check_callable("apply", apply, what="apply(params, x) -> outputs")
+    x = _as_float_array("x", x)
+    _check_finite("x", x)
+    shape = output_shape(apply, params0, x, name="x")
+    if not isinstance(shape, jax.ShapeDtypeStruct) or shape.ndim == 0:
+        raise ValueError(
+            f"apply(params0, x) must return one array of outputs, (n,) or (n, k), got {shape}"
+        )
     outputs, pullback = jax.vjp(lambda p: apply(p, x), params0)
     targets = jnp.asarray(targets)
     if targets.shape != outputs.shape:

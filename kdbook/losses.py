@@ -54,11 +54,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.scipy.special import xlogy
 from jax.typing import ArrayLike
 
+from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete as _concrete
@@ -85,9 +87,12 @@ SOFT_TERMS = ("kl", "ce")
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_logits(name: str, logits: jax.Array, form: str) -> jax.Array:
-    """Validate logits' shape; sigmoid logits are returned with shape (n,)."""
+def _check_logits(name: str, logits: ArrayLike, form: str) -> jax.Array:
+    """Validate logits: finite numbers (integers become floats) of the form's shape; sigmoid
+    logits are returned with shape (n,)."""
     _check_choice("form", form, FORMS)
+    logits = _as_float_array(name, logits)
+    _check_finite(name, logits)
     if form == "softmax":
         if logits.ndim != 2 or logits.shape[1] < 2:
             raise ValueError(
@@ -107,12 +112,14 @@ def _check_logits(name: str, logits: jax.Array, form: str) -> jax.Array:
     return logits
 
 
-def _check_labels(labels: jax.Array, n: int, num_classes: int) -> jax.Array:
-    if labels.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},) to match the logits, got {labels.shape}")
+def _check_labels(labels: jax.Array, n: int | None, num_classes: int) -> jax.Array:
+    """Integer labels in ``[0, num_classes)`` of shape ``(n,)`` (any ``(n,)`` for ``n=None``)."""
+    if labels.ndim != 1 or (n is not None and labels.shape != (n,)):
+        want = "(n,)" if n is None else f"({n},) to match the logits"
+        raise ValueError(f"labels must have shape {want}, got {labels.shape}")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    if _concrete(labels) and n:
+    if _concrete(labels) and labels.size:
         # NumPy, not jnp: inside a jit trace jnp ops on constants return tracers.
         low, high = int(np.min(np.asarray(labels))), int(np.max(np.asarray(labels)))
         if low < 0 or high >= num_classes:
@@ -120,6 +127,23 @@ def _check_labels(labels: jax.Array, n: int, num_classes: int) -> jax.Array:
                 f"labels must lie in [0, {num_classes - 1}], got values in [{low}, {high}]"
             )
     return labels
+
+
+def _check_temperature(temperature, dtype) -> None:
+    """:math:`T > 0`, finite, and such that :math:`T` and :math:`T^2` (the Hinton scale) are
+    positive and finite in the logits' dtype: float32 holds temperatures in about
+    ``[1e-19, 1e19]``."""
+    _check_positive("temperature", temperature)
+    if not _concrete(temperature):
+        return
+    info = np.finfo(np.dtype(dtype))
+    t = float(temperature)
+    if not (float(info.tiny) ** 0.5 <= t <= float(info.max) ** 0.5):
+        raise ValueError(
+            f"temperature={t!r} is outside what {np.dtype(dtype).name} can represent with its "
+            f"square: it must lie in [{float(info.tiny) ** 0.5:.3g}, {float(info.max) ** 0.5:.3g}]"
+            " (use float64 logits, kdbook.enable_x64(), for a wider range)"
+        )
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -137,9 +161,13 @@ def soft_targets(
 
     Returns:
         ``(n, k)`` probabilities, or ``(n,)`` probabilities of class 1 for ``"sigmoid"``.
+
+    Raises:
+        ValueError: for logits that are not finite numbers of the form's shape, or a
+            ``temperature`` not a finite number ``> 0`` whose square its dtype can hold.
     """
-    logits = _check_logits("logits", jnp.asarray(logits), form)
-    _check_positive("temperature", temperature)
+    logits = _check_logits("logits", logits, form)
+    _check_temperature(temperature, logits.dtype)
     scaled = logits / temperature
     return jax.nn.softmax(scaled, axis=-1) if form == "softmax" else jax.nn.sigmoid(scaled)
 
@@ -151,14 +179,18 @@ def smooth_labels(
 
     Args:
         labels: ``(n,)`` integer class indices in ``[0, num_classes)``.
-        num_classes: :math:`k`; use ``2`` for a binary (sigmoid) model.
+        num_classes: :math:`k \ge 2`; use ``2`` for a binary (sigmoid) model.
         label_smoothing: :math:`\epsilon \in [0, 1)`.
 
     Returns:
         ``(n, k)`` target probabilities.
+
+    Raises:
+        ValueError: for ``num_classes`` not an integer ``>= 2``, labels not ``(n,)`` integers
+            in ``[0, num_classes)``, or ``label_smoothing`` outside ``[0, 1)``.
     """
-    labels = jnp.asarray(labels)
-    _check_labels(labels, labels.shape[0] if labels.ndim == 1 else -1, num_classes)
+    _check_int("num_classes", num_classes, minimum=2)
+    labels = _check_labels(jnp.asarray(labels), None, num_classes)
     _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
     one_hot = jax.nn.one_hot(labels, num_classes)
     return (1.0 - label_smoothing) * one_hot + label_smoothing / num_classes
@@ -187,12 +219,6 @@ def _cross_entropy_rows(logits, target_probs, form):
     )
 
 
-def _entropy_rows(probs, form):
-    if form == "softmax":
-        return -jnp.sum(xlogy(probs, probs), axis=-1)
-    return -(xlogy(probs, probs) + xlogy(1.0 - probs, 1.0 - probs))
-
-
 def _kl_summand(d):
     r""":math:`f(d) = d e^d - e^d + 1 \ge 0`, accurate to round-off also for tiny :math:`|d|`.
 
@@ -211,38 +237,90 @@ def _kl_summand(d):
     return jnp.where(small, series, closed)
 
 
-def _kl_rows(student_logits, teacher_logits, temperature, form):
-    r"""Per-example :math:`\mathrm{KL}(p_T(z^t) \Vert p_T(z^s))`, precise also when it is tiny.
+def _two_class(logits, form):
+    """A binary logit z is the two-class softmax with logits (0, z): (n,) -> (n, 2)."""
+    if form == "softmax":
+        return logits
+    return jnp.stack([jnp.zeros_like(logits), logits], axis=-1)
 
-    With :math:`d_j = \log p^t_j - \log p^s_j` it is :math:`\sum_j p^s_j f(d_j)`,
-    :math:`f(d) = d e^d - e^d + 1 \ge 0` (the terms :math:`p^t_j - p^s_j` sum to zero), a sum of
-    non-negative terms, so there is no cancellation: unlike :math:`\mathrm{CE} - H` (two
-    :math:`O(1)` numbers whose difference is tiny when the student matches the teacher) or
-    :math:`\sum_j p^t_j (\log p^t_j - \log p^s_j)` (terms of both signs), it is never negative
-    and keeps its relative precision in float32. :math:`d_j = u_j - c` takes the logit difference
-    :math:`u = (z^t - z^s)/T` first, and the shared shift :math:`c = \log \sum_j p^s_j e^{u_j}`
-    (the difference of the two log-normalisers) as ``log1p`` of a sum of ``expm1`` when the
-    distributions are close; an error in :math:`c` changes the result only at second order. Where
-    :math:`|d_j|` is large, the term is computed as :math:`p^t_j d_j - (p^t_j - p^s_j)`, which
-    cannot overflow.
+
+def _log_ratio(student_logits, teacher_logits, temperature):
+    r""":math:`p^s = p_T(z^s)`, :math:`p^t = p_T(z^t)` and :math:`d = \log p^t - \log p^s`.
+
+    :math:`d_j = u_j - c` takes the logit difference :math:`u = (z^t - z^s)/T` first, and the
+    shared shift :math:`c = \log \sum_j p^s_j e^{u_j}` (the difference of the two
+    log-normalisers) as ``log1p`` of a sum of ``expm1`` when the distributions are close, so
+    :math:`d` keeps its relative precision as :math:`T \to \infty`, where :math:`d = O(1/T)`:
+    an error in :math:`c` of a few ulps of :math:`c` is an ulp-sized error in :math:`d`.
     """
-    if form == "sigmoid":  # a binary logit z is the two-class softmax with logits (0, z)
-        student_logits = jnp.stack([jnp.zeros_like(student_logits), student_logits], axis=-1)
-        teacher_logits = jnp.stack([jnp.zeros_like(teacher_logits), teacher_logits], axis=-1)
     a, b = student_logits / temperature, teacher_logits / temperature
     p_s, p_t = jax.nn.softmax(a, axis=-1), jax.nn.softmax(b, axis=-1)
     u = (teacher_logits - student_logits) / temperature
-    # shift = lse(b) - lse(a) = log sum_j p^s_j e^{u_j}: for close distributions as log1p of
-    # sum_j p^s_j expm1(u_j) (relative precision), else as the difference of the two normalisers
     near = jnp.max(jnp.abs(u), axis=-1, keepdims=True) < 1.0
     u_near = jnp.where(near, u, 0.0)
     shift_near = jnp.log1p(jnp.sum(p_s * jnp.expm1(u_near), axis=-1, keepdims=True))
     normaliser = partial(jax.nn.logsumexp, axis=-1, keepdims=True)
     shift = jnp.where(near, shift_near, normaliser(b) - normaliser(a))
-    d = u - shift
+    return p_s, p_t, u - shift
+
+
+def _probability_gap(p_s, p_t, d):
+    r""":math:`p^s - p^t = -p^s\,\mathrm{expm1}(d)`: no cancellation of two near-equal numbers
+    where the distributions are close (large :math:`T`), the plain difference elsewhere."""
+    small = jnp.abs(d) < 1.0
+    return jnp.where(small, -p_s * jnp.expm1(jnp.where(small, d, 0.0)), p_s - p_t)
+
+
+@jax.custom_jvp
+def _kl_softmax_rows(student_logits, teacher_logits, temperature):
+    r"""Per-example :math:`\mathrm{KL}(p_T(z^t) \Vert p_T(z^s))`, precise also when it is tiny.
+
+    With :math:`d = \log p^t - \log p^s` (:func:`_log_ratio`) it is
+    :math:`\sum_j p^s_j f(d_j)`, :math:`f(d) = d e^d - e^d + 1 \ge 0` (the terms
+    :math:`p^t_j - p^s_j` sum to zero), a sum of non-negative terms, so there is no cancellation:
+    unlike :math:`\mathrm{CE} - H` (two :math:`O(1)` numbers whose difference is tiny when the
+    student matches the teacher) or :math:`\sum_j p^t_j (\log p^t_j - \log p^s_j)` (terms of
+    both signs), it is never negative and keeps its relative precision in float32, up to
+    :math:`T = 10^{10}` and beyond. Where :math:`|d_j|` is large, the term is computed as
+    :math:`p^t_j d_j - (p^t_j - p^s_j)`, which cannot overflow. The derivatives (below) use the
+    same :math:`d`, so :math:`T^2` times the gradient stays accurate at large :math:`T` too.
+    """
+    p_s, p_t, d = _log_ratio(student_logits, teacher_logits, temperature)
     small = jnp.abs(d) < 1.0
     terms = jnp.where(small, p_s * _kl_summand(jnp.where(small, d, 0.0)), p_t * d - (p_t - p_s))
     return jnp.sum(jnp.maximum(terms, 0.0), axis=-1)
+
+
+@_kl_softmax_rows.defjvp
+def _kl_softmax_rows_jvp(primals, tangents):
+    r"""With :math:`a = z^s/T`, :math:`b = z^t/T`: :math:`\partial_a \mathrm{KL} = p^s - p^t`,
+    :math:`\partial_b \mathrm{KL} = p^t \odot (d - \mathrm{KL})`, and the temperature acts
+    through :math:`a` and :math:`b`."""
+    student, teacher, temperature = primals
+    d_student, d_teacher, d_temperature = tangents
+    kl = _kl_softmax_rows(student, teacher, temperature)
+    p_s, p_t, d = _log_ratio(student, teacher, temperature)
+    t = jnp.asarray(temperature, kl.dtype)
+    da = (d_student - student * d_temperature / t) / t
+    db = (d_teacher - teacher * d_temperature / t) / t
+    gap = _probability_gap(p_s, p_t, d)
+    tangent = jnp.sum(gap * da, axis=-1) + jnp.sum(p_t * (d - kl[..., None]) * db, axis=-1)
+    return kl, tangent
+
+
+def _kl_rows(student_logits, teacher_logits, temperature, form):
+    """Per-example KL of the soft targets at temperature ``temperature`` (see _kl_softmax_rows)."""
+    return _kl_softmax_rows(
+        _two_class(student_logits, form), _two_class(teacher_logits, form), temperature
+    )
+
+
+def _soft_gap(student_logits, teacher_logits, temperature, form):
+    """:math:`p_T(z^s) - p_T(z^t)` accurately (shaped like the logits; (n,) for sigmoid)."""
+    gap = _probability_gap(
+        *_log_ratio(_two_class(student_logits, form), _two_class(teacher_logits, form), temperature)
+    )
+    return gap if form == "softmax" else gap[:, 1]
 
 
 def cross_entropy(
@@ -260,8 +338,12 @@ def cross_entropy(
 
     Returns:
         A scalar.
+
+    Raises:
+        ValueError: for logits that are not finite numbers of the form's shape, labels that
+            are not ``(n,)`` integers in ``[0, k)``, or ``label_smoothing`` outside ``[0, 1)``.
     """
-    logits = _check_logits("logits", jnp.asarray(logits), form)
+    logits = _check_logits("logits", logits, form)
     num_classes = logits.shape[1] if form == "softmax" else 2
     labels = _check_labels(jnp.asarray(labels), logits.shape[0], num_classes)
     targets = _hard_probs(labels, num_classes, label_smoothing, form)
@@ -282,8 +364,8 @@ def _check_kd_inputs(
     label_smoothing,
 ):
     _check_choice("convention", convention, CONVENTIONS)
-    student = _check_logits("student_logits", jnp.asarray(student_logits), form)
-    teacher = _check_logits("teacher_logits", jnp.asarray(teacher_logits), form)
+    student = _check_logits("student_logits", student_logits, form)
+    teacher = _check_logits("teacher_logits", teacher_logits, form)
     if student.shape != teacher.shape:
         raise ValueError(
             f"student_logits and teacher_logits must have the same shape, got "
@@ -293,7 +375,7 @@ def _check_kd_inputs(
     labels = _check_labels(jnp.asarray(labels), student.shape[0], num_classes)
     _check_unit_interval("soft_ratio", soft_ratio)
     _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
-    _check_positive("temperature", temperature)
+    _check_temperature(temperature, student.dtype)
     return student, teacher, labels, num_classes
 
 
@@ -338,6 +420,14 @@ def kd_loss(
     Returns:
         A scalar.
 
+    Raises:
+        ValueError: for logits that are not finite numbers of the form's shape or differ in
+            shape, labels that are not ``(n,)`` integers in ``[0, k)`` (checked for concrete
+            labels; under ``jax.jit`` value checks are skipped), ``soft_ratio`` outside
+            ``[0, 1]``, ``label_smoothing`` outside ``[0, 1)``, a ``temperature`` not a finite
+            number ``> 0`` whose square its dtype can hold (float32: about ``[1e-19, 1e19]``),
+            or an unknown ``form``, ``convention`` or ``soft_term``.
+
     Example:
         >>> import jax.numpy as jnp
         >>> student = jnp.array([[2.0, 0.5, -1.0]])
@@ -364,15 +454,15 @@ def kd_loss(
     hard = _cross_entropy_rows(
         student / hard_temperature, _hard_probs(labels, num_classes, label_smoothing, form), form
     )
-    teacher_probs = soft_targets(teacher, temperature=temperature, form=form)
-    soft = _cross_entropy_rows(student / temperature, teacher_probs, form)
-    if soft_term == "kl":
-        # The value is the precise KL (_kl_rows); the derivatives are those of CE - H, the same
-        # function, so that gradients (and training) are computed exactly as by cross-entropy:
-        # value = kl + (g - g) = kl, derivative = derivative of g.
-        gradient_path = soft - _entropy_rows(teacher_probs, form)
-        kl = _kl_rows(student, teacher, temperature, form)
-        soft = jax.lax.stop_gradient(kl) + (gradient_path - jax.lax.stop_gradient(gradient_path))
+    # The KL (value and derivatives accurate at any temperature, _kl_softmax_rows); the
+    # cross-entropy differs from it by the teacher's entropy, a constant, so its value is
+    # computed directly and its derivatives are the KL's: ce + (kl - kl), bit for bit the same
+    # gradients for both soft terms.
+    soft = _kl_rows(student, teacher, temperature, form)
+    if soft_term == "ce":
+        teacher_probs = soft_targets(teacher, temperature=temperature, form=form)
+        ce = _cross_entropy_rows(student / temperature, teacher_probs, form)
+        soft = jax.lax.stop_gradient(ce) + (soft - jax.lax.stop_gradient(soft))
     return jnp.mean((1.0 - soft_ratio) * hard + soft_ratio * soft_scale * soft)
 
 
@@ -410,6 +500,9 @@ def kd_logit_gradient(
     Returns:
         An array shaped like ``student_logits`` (``(n,)`` for the sigmoid form): the per-example
         gradients divided by the batch size ``n``.
+
+    Raises:
+        ValueError: as :func:`kd_loss`.
     """
     student, teacher, labels, num_classes = _check_kd_inputs(
         student_logits,
@@ -423,13 +516,13 @@ def kd_logit_gradient(
     )
     n = student.shape[0]
     target = _hard_probs(labels, num_classes, label_smoothing, form)
-    p_s_t = soft_targets(student, temperature=temperature, form=form)
-    p_t_t = soft_targets(teacher, temperature=temperature, form=form)
+    gap = _soft_gap(student, teacher, temperature, form)  # p^s_T - p^t_T, no cancellation
     if convention == "hinton":
         p_s_1 = soft_targets(student, temperature=1.0, form=form)
-        grad = (1.0 - soft_ratio) * (p_s_1 - target) + soft_ratio * temperature * (p_s_t - p_t_t)
+        grad = (1.0 - soft_ratio) * (p_s_1 - target) + soft_ratio * temperature * gap
     else:
-        grad = ((1.0 - soft_ratio) * (p_s_t - target) + soft_ratio * (p_s_t - p_t_t)) / temperature
+        p_s_t = soft_targets(student, temperature=temperature, form=form)
+        grad = ((1.0 - soft_ratio) * (p_s_t - target) + soft_ratio * gap) / temperature
     return grad / n
 
 
@@ -512,17 +605,21 @@ def kd_gradient_decomposition(
         temperature=temperature,
         convention=convention,
     )
-    student, teacher = jnp.asarray(student_logits), jnp.asarray(teacher_logits)
+    student = _as_float_array("student_logits", student_logits)
+    teacher = _as_float_array("teacher_logits", teacher_logits)
     labels = jnp.asarray(labels)
     n, k = student.shape
     r_s1 = _off_class_mass(student, labels)
-    r_s = _off_class_mass(student / temperature, labels)
-    r_t = jax.lax.stop_gradient(_off_class_mass(teacher / temperature, labels))
-    if convention == "hinton":
-        weight = (1.0 - soft_ratio) + soft_ratio * temperature * (r_s - r_t) / r_s1
-    else:
-        weight = (r_s - soft_ratio * r_t) / (temperature * r_s1)
     one_hot = jax.nn.one_hot(labels, k, dtype=student.dtype)
+    if convention == "hinton":
+        # r^s_T - r^t_T = p^t_{T,y} - p^s_{T,y}, without the cancellation at large T
+        gap = _soft_gap(student, jax.lax.stop_gradient(teacher), temperature, "softmax")
+        r_gap = -jnp.sum(gap * one_hot, axis=-1)
+        weight = (1.0 - soft_ratio) + soft_ratio * temperature * r_gap / r_s1
+    else:
+        r_s = _off_class_mass(student / temperature, labels)
+        r_t = jax.lax.stop_gradient(_off_class_mass(teacher / temperature, labels))
+        weight = (r_s - soft_ratio * r_t) / (temperature * r_s1)
     hard = jax.nn.softmax(student, axis=-1) - one_hot
     dark = jnp.where(one_hot > 0, 0.0, n * gradient - weight[:, None] * hard)
     return GradientDecomposition(weight, dark)
@@ -559,6 +656,11 @@ def partial_teacher_logits(
     Returns:
         ``(n, k)`` logits (each row defined up to a constant, as logits are).
 
+    Raises:
+        ValueError: for teacher logits that are not finite ``(n, k)``, labels not in
+            ``[0, k)``, ``top_k`` not an integer in ``[0, k - 1]``, or a ``temperature`` not a
+            finite number ``> 0`` whose square its dtype can hold.
+
     Example:
         >>> import jax, jax.numpy as jnp
         >>> teacher = jnp.log(jnp.array([[0.6, 0.25, 0.1, 0.05]]))
@@ -566,7 +668,7 @@ def partial_teacher_logits(
         >>> [round(float(v), 3) for v in p[0]]
         [0.6, 0.133, 0.133, 0.133]
     """
-    teacher = _check_logits("teacher_logits", jnp.asarray(teacher_logits), "softmax")
+    teacher = _check_logits("teacher_logits", teacher_logits, "softmax")
     n, k = teacher.shape
     labels = _check_labels(jnp.asarray(labels), n, k)
     _check_int("top_k", top_k, minimum=0)
@@ -574,7 +676,7 @@ def partial_teacher_logits(
         raise ValueError(
             f"top_k must be an integer in [0, {k - 1}] (the k - 1 wrong classes), got {top_k}"
         )
-    _check_positive("temperature", temperature)
+    _check_temperature(temperature, teacher.dtype)
     log_p = jax.nn.log_softmax(jax.lax.stop_gradient(teacher) / temperature, axis=-1)
     true = jax.nn.one_hot(labels, k, dtype=bool)
     wrong = jnp.where(true, -jnp.inf, log_p)
@@ -604,9 +706,13 @@ def logit_matching_loss(
 
     Returns:
         A scalar.
+
+    Raises:
+        ValueError: for logits that are not finite numbers of the form's shape, or that differ
+            in shape.
     """
-    student = _check_logits("student_logits", jnp.asarray(student_logits), form)
-    teacher = _check_logits("teacher_logits", jnp.asarray(teacher_logits), form)
+    student = _check_logits("student_logits", student_logits, form)
+    teacher = _check_logits("teacher_logits", teacher_logits, form)
     if student.shape != teacher.shape:
         raise ValueError(
             f"student_logits and teacher_logits must have the same shape, got "
@@ -614,15 +720,22 @@ def logit_matching_loss(
         )
     teacher = jax.lax.stop_gradient(teacher)
     if form == "sigmoid":
-        return jnp.mean((student - teacher) ** 2) / 8.0
+        return _check_no_overflow(jnp.mean((student - teacher) ** 2) / 8.0, "logit_matching_loss")
     diff = student - teacher
     diff = diff - jnp.mean(diff, axis=-1, keepdims=True)
-    return jnp.mean(jnp.sum(diff**2, axis=-1)) / (2.0 * student.shape[1])
+    return _check_no_overflow(
+        jnp.mean(jnp.sum(diff**2, axis=-1)) / (2.0 * student.shape[1]), "logit_matching_loss"
+    )
 
 
 def accuracy(logits: ArrayLike, labels: ArrayLike, *, form: str = "softmax") -> jax.Array:
-    """Fraction of examples whose predicted class (argmax, or ``logit > 0``) equals the label."""
-    logits = _check_logits("logits", jnp.asarray(logits), form)
+    """Fraction of examples whose predicted class (argmax, or ``logit > 0``) equals the label.
+
+    Raises:
+        ValueError: for logits that are not finite numbers of the form's shape (a NaN logit
+            has no class), or labels that are not ``(n,)`` integers in ``[0, k)``.
+    """
+    logits = _check_logits("logits", logits, form)
     num_classes = logits.shape[1] if form == "softmax" else 2
     labels = _check_labels(jnp.asarray(labels), logits.shape[0], num_classes)
     if form == "softmax":
@@ -662,7 +775,9 @@ def squared_loss(outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
         >>> float(squared_loss(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0])))  # (1 + 4) / 4
         1.25
     """
-    outputs, targets = jnp.asarray(outputs), jnp.asarray(targets)
+    outputs, targets = _as_float_array("outputs", outputs), _as_float_array("targets", targets)
+    _check_finite("outputs", outputs)
+    _check_finite("targets", targets)
     if outputs.shape != targets.shape:
         raise ValueError(
             f"outputs and targets must have the same shape, got {outputs.shape} and "
@@ -674,5 +789,6 @@ def squared_loss(outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
         )
     squared = (outputs - targets) ** 2
     if squared.ndim == 1:
-        return 0.5 * jnp.mean(squared)
-    return 0.5 * jnp.mean(jnp.sum(squared, axis=tuple(range(1, squared.ndim))))
+        return _check_no_overflow(0.5 * jnp.mean(squared), "squared_loss")
+    value = 0.5 * jnp.mean(jnp.sum(squared, axis=tuple(range(1, squared.ndim))))
+    return _check_no_overflow(value, "squared_loss")

@@ -16,17 +16,20 @@ which is what the structured empirical NTK (:func:`kdbook.ntk.empirical_ntk`) ne
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdbook._checks import check_bool as _check_bool
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
+from kdbook._checks import check_square_fits as _check_square_fits
 
 __all__ = [
     "ACTIVATIONS",
@@ -47,6 +50,21 @@ ACTIVATIONS = {
 PARAMETERIZATIONS = ("ntk", "standard")
 
 
+def _check_inputs(x, in_features: int, name: str = "x") -> None:
+    """``x`` must be ``(n, in_features)``: n inputs of the network's input dimension."""
+    if jnp.ndim(x) != 2 or jnp.shape(x)[1] != in_features:
+        raise ValueError(
+            f"{name} must have shape (n, {in_features}) (n inputs of dimension in_features="
+            f"{in_features}), got shape {jnp.shape(x)}"
+        )
+    _check_finite(name, x)
+
+
+def _check_rngs(rngs) -> None:
+    if not isinstance(rngs, nnx.Rngs):
+        raise ValueError(f"rngs must be NNX random streams, e.g. nnx.Rngs(0), got {rngs!r}")
+
+
 class Dense(nnx.Module):
     """A dense layer in the NTK or the standard parameterization.
 
@@ -64,6 +82,11 @@ class Dense(nnx.Module):
         w_std: weight scale ``sigma_w``.
         b_std: bias scale ``sigma_b``; ``0`` disables the bias (no bias parameter is created).
         rngs: NNX random streams (the ``params`` stream is used).
+
+    Raises:
+        ValueError: for integer arguments that are not integers (bools are refused) or out of
+            range, scales that are not finite or out of range, an unknown option, ``rngs`` that
+            are not ``nnx.Rngs``; when called, for inputs that are not ``(n, in_features)``.
     """
 
     def __init__(
@@ -81,6 +104,9 @@ class Dense(nnx.Module):
         _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
         _check_positive("w_std", w_std)
         _check_nonnegative("b_std", b_std)
+        _check_square_fits("w_std", w_std)
+        _check_square_fits("b_std", b_std)
+        _check_rngs(rngs)
         self.parameterization = parameterization
         self.w_scale = w_std / math.sqrt(in_features)
         self.b_scale = b_std
@@ -95,6 +121,7 @@ class Dense(nnx.Module):
             self.bias = None
 
     def __call__(self, h: jax.Array) -> jax.Array:
+        _check_inputs(h, self.kernel.shape[0], name="h")
         if self.parameterization == "ntk":
             out = self.w_scale * (h @ self.kernel[...])
             return out if self.bias is None else out + self.b_scale * self.bias[...][None, :]
@@ -139,6 +166,11 @@ class MLP(nnx.Module):
         b_std: bias scale ``sigma_b`` (``0``: no biases).
         rngs: NNX random streams.
 
+    Raises:
+        ValueError: for integer arguments that are not integers (bools are refused) or out of
+            range, scales that are not finite or out of range, an unknown option, ``rngs`` that
+            are not ``nnx.Rngs``; when called, for inputs that are not ``(n, in_features)``.
+
     Example:
         >>> model = MLP(64, depth=2, width=512, out_features=10, rngs=nnx.Rngs(0))
         >>> model(jnp.ones((5, 64))).shape
@@ -170,8 +202,7 @@ class MLP(nnx.Module):
         self.layers = nnx.List(layers) if hasattr(nnx, "List") else layers
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        if x.ndim != 2:
-            raise ValueError(f"x must have shape (n, in_features), got shape {x.shape}")
+        _check_inputs(x, self.layers[0].kernel.shape[0])
         phi = ACTIVATIONS[self.activation]
         h = x
         for layer in self.layers[:-1]:
@@ -219,6 +250,11 @@ class TwoLayerNet(nnx.Module):
         rngs: NNX random streams.
 
     Returns from ``__call__``: outputs of shape ``(n, 1)``.
+
+    Raises:
+        ValueError: for integer arguments that are not integers (bools are refused) or out of
+            range, scales that are not finite or out of range, an unknown option, ``rngs`` that
+            are not ``nnx.Rngs``; when called, for inputs that are not ``(n, in_features)``.
     """
 
     def __init__(
@@ -226,6 +262,8 @@ class TwoLayerNet(nnx.Module):
     ):
         _check_int("in_features", in_features)
         _check_int("width", width)
+        _check_bool("antisymmetric", antisymmetric)
+        _check_rngs(rngs)
         if antisymmetric and width % 2:
             raise ValueError(f"width must be even when antisymmetric=True, got {width}")
         # w_std = sqrt(d) cancels Dense's 1/sqrt(fan_in): the hidden layer is exactly x @ W.
@@ -241,8 +279,7 @@ class TwoLayerNet(nnx.Module):
         self.width = width
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        if x.ndim != 2:
-            raise ValueError(f"x must have shape (n, in_features), got shape {x.shape}")
+        _check_inputs(x, self.hidden.kernel.shape[0])
         return jax.nn.relu(self.hidden(x)) @ self.output_weights[...] / math.sqrt(self.width)
 
     def dense_chain(self) -> DenseChain:
@@ -274,6 +311,11 @@ class Linear(nnx.Module):
         init_scale: :math:`s \ge 0`, the scale of the initial weights (``0``: zeros).
         rngs: NNX random streams; needed only when ``init_scale > 0``.
 
+    Raises:
+        ValueError: for integer arguments that are not integers (bools are refused) or out of
+            range, scales that are not finite or out of range, an unknown option, ``rngs`` that
+            are not ``nnx.Rngs``; when called, for inputs that are not ``(n, in_features)``.
+
     Example:
         >>> model = Linear(50)                 # zero initialisation
         >>> model(jnp.ones((8, 50))).shape
@@ -291,23 +333,22 @@ class Linear(nnx.Module):
         _check_int("in_features", in_features)
         _check_int("out_features", out_features)
         _check_nonnegative("init_scale", init_scale)
+        _check_square_fits("init_scale", init_scale)
         shape = (in_features, out_features)
         if init_scale == 0:
-            kernel = jnp.zeros(shape)
+            weight = jnp.zeros(shape)
         elif rngs is None:
             raise ValueError(f"init_scale={init_scale!r} > 0 needs random streams: pass rngs=...")
         else:
-            kernel = init_scale / math.sqrt(in_features) * jax.random.normal(rngs.params(), shape)
-        self.kernel = nnx.Param(kernel)
-        self.in_features = in_features
+            _check_rngs(rngs)
+            weight = init_scale / math.sqrt(in_features) * jax.random.normal(rngs.params(), shape)
+        # "weight", not "kernel" (the name of Dense's): end_to_end tells a linear model's
+        # parameters from those of a network with activations and scale factors by it
+        self.weight = nnx.Param(weight)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(
-                f"x must have shape (n, {self.in_features}) (n inputs of dimension in_features), "
-                f"got shape {x.shape}"
-            )
-        return x @ self.kernel[...]
+        _check_inputs(x, self.weight.shape[0])
+        return x @ self.weight[...]
 
 
 class DeepLinear(nnx.Module):
@@ -328,6 +369,11 @@ class DeepLinear(nnx.Module):
         init_scale: :math:`s > 0` (for ``depth >= 1``, zero weights are a stationary point that
             gradient descent never leaves).
         rngs: NNX random streams.
+
+    Raises:
+        ValueError: for integer arguments that are not integers (bools are refused) or out of
+            range, scales that are not finite or out of range, an unknown option, ``rngs`` that
+            are not ``nnx.Rngs``; when called, for inputs that are not ``(n, in_features)``.
 
     Example:
         >>> from kdbook.functional import functionalize
@@ -381,19 +427,37 @@ def end_to_end(params) -> jax.Array:
 
     Returns:
         ``(in_features, out_features)`` array.
+
+    Raises:
+        ValueError: for ``params`` that are not those of a :class:`Linear` or
+            :class:`DeepLinear` (one ``"weight"`` per layer and nothing else: the ``"kernel"``
+            of a :class:`Dense` layer is scaled and followed by an activation), or weights that
+            do not chain.
     """
+    if not isinstance(params, Mapping):
+        raise ValueError(
+            f"params must be the parameters of a Linear or DeepLinear model (from "
+            f"kdbook.functionalize), got {type(params).__name__}"
+        )
     layers = (
         [params["layers"][i] for i in range(len(params["layers"]))]
-        if "layers" in params
+        if set(params) == {"layers"} and isinstance(params["layers"], Mapping)
         else [params]
     )
-    if any(set(layer) != {"kernel"} for layer in layers):
+    if any(not isinstance(layer, Mapping) or set(layer) != {"weight"} for layer in layers):
         raise ValueError(
-            "params must be those of a Linear or DeepLinear model (a 'kernel' per layer and "
-            f"nothing else), got entries {[list(layer) for layer in layers]}"
+            "params must be those of a Linear or DeepLinear model (a 'weight' per layer and "
+            "nothing else; a Dense layer's 'kernel' is scaled and followed by an activation), "
+            f"got entries {[list(la) if isinstance(la, Mapping) else la for la in layers]}"
         )
-    kernels = [layer["kernel"] for layer in layers]
-    product = kernels[0][...]
-    for kernel in kernels[1:]:
-        product = product @ kernel[...]
+    weights = [jnp.asarray(layer["weight"][...]) for layer in layers]
+    for i, (a, b) in enumerate(zip(weights[:-1], weights[1:], strict=True)):
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            raise ValueError(
+                f"params: the weights of layers {i} and {i + 1} do not chain, shapes "
+                f"{a.shape} and {b.shape}"
+            )
+    product = weights[0]
+    for weight in weights[1:]:
+        product = product @ weight
     return product

@@ -51,11 +51,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from kdbook._checks import as_float_array as _as_float_array
+from kdbook._checks import check_bool as _check_bool
+from kdbook._checks import check_callable as _check_callable
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
-from kdbook.functional import Apply, Functional, Params, as_pytree
+from kdbook._checks import check_square_fits as _check_square_fits
+from kdbook.functional import Apply, Functional, Params, as_pytree, output_shape
 
 __all__ = ["METHODS", "InfiniteKernels", "empirical_ntk", "infinite_kernels", "two_layer_ntk"]
 
@@ -174,7 +180,13 @@ def _structured_kernel(chain, x1, x2, trace: bool) -> jax.Array:
     return total
 
 
-def _validate_inputs(x1, x2) -> None:
+def _validate_inputs(x1, x2) -> tuple[jax.Array, jax.Array | None]:
+    """``x1`` and ``x2`` as finite float arrays (integers become floats) of matching width."""
+    x1 = _as_float_array("x1", x1)
+    x2 = None if x2 is None else _as_float_array("x2", x2)
+    _check_finite("x1", x1)
+    if x2 is not None:
+        _check_finite("x2", x2)
     if jnp.ndim(x1) != 2:
         raise ValueError(f"x1 must have shape (n1, d), got shape {jnp.shape(x1)}")
     if x2 is not None and (jnp.ndim(x2) != 2 or jnp.shape(x2)[1] != jnp.shape(x1)[1]):
@@ -183,6 +195,7 @@ def _validate_inputs(x1, x2) -> None:
         )
     if jnp.shape(x1)[0] == 0 or (x2 is not None and jnp.shape(x2)[0] == 0):
         raise ValueError("x1 and x2 must contain at least one input each")
+    return x1, x2
 
 
 def _resolve_method(method, structure, apply, params, x1, batch_size) -> str:
@@ -197,7 +210,8 @@ def _resolve_method(method, structure, apply, params, x1, batch_size) -> str:
     if method == "auto":
         if structure is not None:
             return "structured"
-        k = _outputs_2d(apply, params, x1[:1]).shape[1]
+        outputs = output_shape(apply, params, x1[:1], name="x1")
+        k = math.prod(outputs.shape[1:]) if isinstance(outputs, jax.ShapeDtypeStruct) else 1
         rows = x1.shape[0] if batch_size is None else batch_size
         size = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))
         return "jacobian" if 2 * rows * k * size <= _MAX_JACOBIAN_BYTES else "ntvp"
@@ -238,6 +252,13 @@ def empirical_ntk(
     Returns:
         The kernel, ``(n1, n2)`` or ``(n1, n2, k, k)``.
 
+    Raises:
+        ValueError: for ``apply`` not callable or returning no ``(n,)``/``(n, k)`` array;
+            ``x1``/``x2`` not 2-D finite numbers of one width (integers are converted to
+            floats) or that ``apply`` cannot take (the message names ``x1``); ``params`` of
+            another model; ``trace``/``shard`` not bools; ``batch_size`` not an integer; an
+            unknown ``method``; a kernel that overflows its dtype.
+
     Example:
         >>> import jax.numpy as jnp
         >>> from flax import nnx
@@ -248,22 +269,31 @@ def empirical_ntk(
         >>> kd.empirical_ntk(apply, params, x).shape
         (6, 6)
     """
-    x1 = jnp.asarray(x1)
-    x2 = None if x2 is None else jnp.asarray(x2)
-    _validate_inputs(x1, x2)
+    _check_callable("apply", apply, what="apply(params, x) -> outputs")
+    x1, x2 = _validate_inputs(x1, x2)
+    _check_bool("trace", trace)
+    _check_bool("shard", shard)
     _check_int("batch_size", batch_size, allow_none=True)
     if shard and batch_size is None:
         raise ValueError("shard=True splits the kernel into blocks: set batch_size as well")
     if structure is None and isinstance(apply, Functional):
         structure = apply.structure
     method = _resolve_method(method, structure, apply, params, x1, batch_size)
+    outputs = output_shape(apply, params, x1, name="x1")
+    if not isinstance(outputs, jax.ShapeDtypeStruct) or outputs.ndim == 0:
+        raise ValueError(
+            "apply(params, x) must return one array of outputs, (n,) or (n, k), one row per "
+            f"input; on x1 it returned {outputs}"
+        )
     # apply and structure are arguments of the compiled function (pytrees): one compilation is
     # shared by every model of the same structure
     apply = as_pytree(apply)
     structure = as_pytree(structure) if method == "structured" else None
     if batch_size is None:
-        return _compiled(method, trace)(apply, structure, params, x1, x2)
-    return _blockwise(apply, structure, method, trace, params, x1, x2, batch_size, shard)
+        kernel = _compiled(method, trace)(apply, structure, params, x1, x2)
+    else:
+        kernel = _blockwise(apply, structure, method, trace, params, x1, x2, batch_size, shard)
+    return _check_no_overflow(kernel, "the empirical NTK")
 
 
 def _kernel_function(method: str, trace: bool):
@@ -392,7 +422,17 @@ def _inverse(v):
     return jnp.where(v > 0, 1.0 / jnp.where(v > 0, v, 1.0), 0.0)
 
 
-def _relu_moments(cross, diag1, diag2):
+def _cosine(cross, diag1, diag2, gram: bool):
+    """cross / sqrt(d1 d2) in [-1, 1]; exactly 1 on the diagonal of a Gram matrix (an input and
+    itself), where float32 round-off would give 1 - 1e-7 and an angle of 5e-4."""
+    root1, root2 = jnp.sqrt(diag1), jnp.sqrt(diag2)
+    cosine = jnp.clip(cross * _inverse(root1)[:, None] * _inverse(root2)[None, :], -1.0, 1.0)
+    if gram:
+        cosine = jnp.where(jnp.eye(cosine.shape[0], dtype=bool), 1.0, cosine)
+    return cosine
+
+
+def _relu_moments(cross, diag1, diag2, gram: bool):
     """E[relu(u) relu(u')] and E[relu'(u) relu'(u')] for (u, u') with covariance (d1, cross, d2).
 
     Arc-cosine kernels (Cho & Saul, 2009): with cos(theta) = cross / sqrt(d1 d2),
@@ -400,18 +440,27 @@ def _relu_moments(cross, diag1, diag2):
     Square roots are taken of the diagonals only, never of an n1 x n2 array.
     """
     root1, root2 = jnp.sqrt(diag1), jnp.sqrt(diag2)
-    cosine = jnp.clip(cross * _inverse(root1)[:, None] * _inverse(root2)[None, :], -1.0, 1.0)
+    cosine = _cosine(cross, diag1, diag2, gram)
     theta, root = _arccos_parts(cosine)
     sine = root * jnp.sqrt(1.0 + jnp.abs(cosine))  # sqrt(1 - c^2) = sqrt(1 - |c|) sqrt(1 + |c|)
     value = root1[:, None] * root2[None, :] * (sine + (math.pi - theta) * cosine) / (2 * math.pi)
     return value, (math.pi - theta) / (2 * math.pi)
 
 
-def _erf_moments(cross, diag1, diag2):
-    """E[erf(u) erf(u')] and E[erf'(u) erf'(u')] (Williams, 1997)."""
+def _erf_moments(cross, diag1, diag2, gram: bool):
+    r"""E[erf(u) erf(u')] and E[erf'(u) erf'(u')] (Williams, 1997).
+
+    The derivative's determinant :math:`(1 + 2 d_1)(1 + 2 d_2) - 4 c^2` is computed as
+    :math:`1 + 2 d_1 + 2 d_2 + 4 d_1 d_2 \sin^2\theta`: for inputs of norm 1e4 in float32 the
+    two products are 1e16 and cancel below their round-off (a naive difference gives inf), while
+    each term here is non-negative.
+    """
     a, b = 1.0 + 2.0 * diag1[:, None], 1.0 + 2.0 * diag2[None, :]
-    value = 2.0 / math.pi * jnp.arcsin(jnp.clip(2.0 * cross / jnp.sqrt(a * b), -1.0, 1.0))
-    derivative = 4.0 / math.pi / jnp.sqrt(a * b - 4.0 * cross**2)
+    value = 2.0 / math.pi * jnp.arcsin(jnp.clip(2.0 * cross * jax.lax.rsqrt(a * b), -1.0, 1.0))
+    cosine = _cosine(cross, diag1, diag2, gram)
+    sine2 = (1.0 - jnp.abs(cosine)) * (1.0 + jnp.abs(cosine))
+    determinant = a + b - 1.0 + 4.0 * diag1[:, None] * diag2[None, :] * sine2
+    derivative = 4.0 / math.pi * jax.lax.rsqrt(determinant)
     return value, derivative
 
 
@@ -448,18 +497,27 @@ def infinite_kernels(
 
     Returns:
         :class:`InfiniteKernels` ``(nngp, ntk)``, each ``(n1, n2)``.
+
+    Raises:
+        ValueError: for inputs that are not 2-D finite numbers of one width, ``depth`` not an
+            integer ``>= 0``, an unknown ``activation``, ``w_std``/``b_std`` out of range or
+            so large that their squares overflow, or kernels that overflow the dtype.
     """
-    x1 = jnp.asarray(x1)
-    x2 = None if x2 is None else jnp.asarray(x2)
-    _validate_inputs(x1, x2)
+    x1, x2 = _validate_inputs(x1, x2)
     _check_int("depth", depth, minimum=0)
     _check_choice(
         "activation", activation, ("relu", "erf"), why="the activations with closed-form kernels"
     )
     _check_positive("w_std", w_std)
     _check_nonnegative("b_std", b_std)
-    args = (x1, x1 if x2 is None else x2, depth, activation, float(w_std), float(b_std))
-    return InfiniteKernels(_infinite(*args, "nngp"), _infinite(*args, "ntk"))
+    _check_square_fits("w_std", w_std, x1.dtype)
+    _check_square_fits("b_std", b_std, x1.dtype)
+    gram = x2 is None
+    args = (x1, x1 if gram else x2, depth, activation, float(w_std), float(b_std))
+    return InfiniteKernels(
+        _check_no_overflow(_infinite(*args, "nngp", gram), "the NNGP kernel"),
+        _check_no_overflow(_infinite(*args, "ntk", gram), "the NTK"),
+    )
 
 
 def _diagonal_moment(diag, activation: str):
@@ -472,8 +530,8 @@ def _diagonal_moment(diag, activation: str):
 # One output per compiled call: XLA on CPU fuses the whole elementwise layer recursion into a
 # single pass when it produces one n1 x n2 array, but not when it produces two (measured 8x
 # slower), so the NNGP and the NTK are computed by two calls that each redo the cheap recursion.
-@partial(jax.jit, static_argnames=("depth", "activation", "w_std", "b_std", "output"))
-def _infinite(x1, x2, depth, activation, w_std, b_std, output):
+@partial(jax.jit, static_argnames=("depth", "activation", "w_std", "b_std", "output", "gram"))
+def _infinite(x1, x2, depth, activation, w_std, b_std, output, gram):
     d = x1.shape[1]
     moments = _relu_moments if activation == "relu" else _erf_moments
     cross = w_std**2 * (x1 @ x2.T) / d + b_std**2
@@ -481,7 +539,7 @@ def _infinite(x1, x2, depth, activation, w_std, b_std, output):
     diag2 = w_std**2 * jnp.sum(x2**2, axis=1) / d + b_std**2
     ntk = cross
     for _ in range(depth):
-        value, derivative = moments(cross, diag1, diag2)
+        value, derivative = moments(cross, diag1, diag2, gram)
         if output == "ntk":
             ntk = w_std**2 * value + b_std**2 + w_std**2 * derivative * ntk
         cross = w_std**2 * value + b_std**2
@@ -517,15 +575,12 @@ def two_layer_ntk(x1: jax.Array, x2: jax.Array | None = None) -> jax.Array:
         ``(n1, n2)`` kernel matrix.
 
     Raises:
-        ValueError: for inputs that are not 2-D, have no rows, or differ in dimension.
+        ValueError: for inputs that are not 2-D finite numbers, have no rows or differ in
+            dimension, or a kernel that overflows the dtype.
     """
-    x1 = jnp.asarray(x1)
-    x2 = None if x2 is None else jnp.asarray(x2)
-    _validate_inputs(x1, x2)
-    x1 = x1.astype(jnp.result_type(x1, float))
-    if x2 is None:
-        return _two_layer_gram(x1)
-    return _two_layer_cross(x1, x2.astype(jnp.result_type(x2, float)))
+    x1, x2 = _validate_inputs(x1, x2)
+    kernel = _two_layer_gram(x1) if x2 is None else _two_layer_cross(x1, x2)
+    return _check_no_overflow(kernel, "the NTK")
 
 
 @jax.jit

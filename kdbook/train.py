@@ -19,7 +19,7 @@ same key, data and settings give the same result, bit for bit, on one machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache, partial
 from typing import NamedTuple
 
@@ -29,8 +29,9 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from kdbook._checks import as_float_array, check_callable, check_finite, is_concrete
 from kdbook._checks import check_int as _check_int
-from kdbook.functional import Apply, Params, as_pytree
+from kdbook.functional import Apply, Params, as_pytree, output_shape
 from kdbook.losses import kd_loss
 
 __all__ = ["FitResult", "codistill", "distill", "fit", "online_distill", "train_scan"]
@@ -58,7 +59,11 @@ class FitResult(NamedTuple):
 
 def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
     if not isinstance(data, tuple | list) or len(data) == 0:
-        raise ValueError("data must be a non-empty tuple (x, *targets) of arrays")
+        got = f"an array of shape {jnp.shape(data)}" if hasattr(data, "shape") else repr(data)
+        raise ValueError(
+            f"data must be a non-empty tuple (x, *targets) of arrays, got {got[:80]}; for "
+            "inputs alone pass (x,)"
+        )
     sizes = {int(jnp.shape(a)[0]) if jnp.ndim(a) else -1 for a in data}
     if len(sizes) != 1 or -1 in sizes:
         shapes = [jnp.shape(a) for a in data]
@@ -69,6 +74,8 @@ def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
     (n,) = sizes
     if n == 0:
         raise ValueError("data is empty: it needs at least one example")
+    for i, a in enumerate(data):
+        check_finite(f"data[{i}]", a)
     _check_int("batch_size", batch_size, allow_none=True)
     if batch_size is not None:
         if batch_size > n:
@@ -79,6 +86,37 @@ def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
         if key is None:
             raise ValueError("minibatch training (batch_size set) needs a PRNG key: pass key=...")
     return n
+
+
+def _check_optimizer(name: str, optimizer) -> None:
+    if not isinstance(optimizer, optax.GradientTransformation) and not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise ValueError(
+            f"{name} must be an Optax gradient transformation such as optax.sgd(0.1), got "
+            f"{optimizer!r}"[:200]
+        )
+
+
+def _preflight(apply: Apply, params: Params, data: tuple, loss: Loss) -> None:
+    """Before training, trace ``apply`` on ``x`` and evaluate ``loss`` once outside ``jit``.
+
+    A compiled step skips the value checks of a loss (labels in ``[0, k)``, teacher logits that
+    match the outputs), since its arguments are traced; here the loss is traced with the real,
+    concrete targets (only the outputs are abstract), so they run, and nothing is computed. A
+    network that cannot take ``x`` fails here with a message naming ``x``.
+    """
+    check_callable("apply", apply, what="apply(params, x) -> outputs")
+    check_callable("loss", loss, what="loss(outputs, *targets) -> scalar")
+    if not is_concrete(*jax.tree_util.tree_leaves(data)):  # under vmap: nothing concrete to check
+        return
+    outputs = output_shape(apply, params, data[0], name="x (data[0])")
+    targets = data[1:]  # closed over, so concrete inside the trace: the value checks run
+    value = jax.eval_shape(lambda out: loss(out, *targets), outputs)
+    if not isinstance(value, jax.ShapeDtypeStruct) or value.shape != ():
+        raise ValueError(
+            f"loss(outputs, *targets) must return a scalar (the mean over the batch), got {value}"
+        )
 
 
 def _make_step(
@@ -186,6 +224,10 @@ def train_scan(
         ``(params, losses, opt_state)``: the final parameters, the ``(steps,)`` training losses
         (each before its update) and the final optimizer state.
 
+    Raises:
+        ValueError: as :func:`fit` (the loss's checks run when ``data`` is concrete, not under
+            ``jax.vmap``).
+
     Example:
         >>> import jax.numpy as jnp
         >>> import optax
@@ -198,11 +240,20 @@ def train_scan(
         >>> losses.shape
         (5,)
     """
-    data = tuple(data)
     n = _check_data(data, batch_size, key)
+    data = tuple(data)
     _check_int("steps", steps, minimum=0)
+    _preflight(apply, params, data, loss)
     step = _make_step(apply, loss, optimizer, n, batch_size)
     key = jax.random.key(0) if key is None else key
+    _check_optimizer("optimizer", optimizer)
+    if opt_state is not None:
+        expected = jax.tree.structure(jax.eval_shape(optimizer.init, params))
+        if jax.tree.structure(opt_state) != expected:
+            raise ValueError(
+                "opt_state must be a state of this optimizer for these params (as returned by "
+                "an earlier train_scan with the same optimizer), got a state of another structure"
+            )
     opt_state = optimizer.init(params) if opt_state is None else opt_state
 
     def body(carry, i):
@@ -260,11 +311,19 @@ def fit(
         A :class:`FitResult`.
 
     Raises:
-        ValueError: for inconsistent data or options.
+        ValueError: before any update, for: ``data`` not a tuple of arrays sharing their first
+            dimension, or holding NaN or inf; ``apply`` that cannot take ``x`` (its message
+            names ``x``); a loss that is not a scalar or whose own checks fail on the targets
+            (e.g. :func:`kdbook.losses.kd_loss`'s labels outside ``[0, k)``: the loss is traced
+            once with the real targets); an ``optimizer`` that is not an Optax transformation;
+            integer options (``steps``, ``batch_size``, ``eval_every``, ``patience``,
+            ``checkpoint_steps``) that are not integers (bools are refused) or out of range;
+            ``batch_size`` without ``key``; ``patience`` without ``monitor``, ``eval_fn`` and
+            ``eval_every``; ``eval_fn`` that does not return a dict of scalars.
         FloatingPointError: if the training loss becomes NaN or infinite (lower the learning rate).
     """
-    data = tuple(data)
     n = _check_data(data, batch_size, key)
+    data = tuple(data)
     return _loop(
         apply,
         params,
@@ -309,27 +368,32 @@ def _loop(
     """:func:`fit`'s loop, with the data of update ``s`` given by ``data_at(s)`` (arrays of fixed
     shapes, so the step compiles once): :func:`online_distill` changes the teacher's logits."""
     _check_int("steps", steps, minimum=0)
+    _check_optimizer("optimizer", optimizer)
+    if isinstance(checkpoint_steps, int | np.integer) or not isinstance(checkpoint_steps, Iterable):
+        raise ValueError(
+            f"checkpoint_steps must be a list of integer steps, got {checkpoint_steps!r}"
+        )
+    checkpoint_steps = list(checkpoint_steps)
+    for s in checkpoint_steps:
+        _check_int("checkpoint_steps", s, minimum=0)
     checkpoint_steps = sorted({int(s) for s in checkpoint_steps})
-    if checkpoint_steps and not 0 <= checkpoint_steps[0] <= checkpoint_steps[-1] <= steps:
+    if checkpoint_steps and not checkpoint_steps[-1] <= steps:
         raise ValueError(f"checkpoint_steps must lie in [0, steps={steps}], got {checkpoint_steps}")
-    if eval_every is not None and (
-        eval_fn is None or not isinstance(eval_every, int) or eval_every < 1
-    ):
-        raise ValueError("eval_every must be a positive integer and needs eval_fn")
+    _check_int("eval_every", eval_every, allow_none=True)
+    if eval_every is not None and eval_fn is None:
+        raise ValueError("eval_every needs eval_fn (the metrics to compute every eval_every steps)")
+    if eval_fn is not None:
+        check_callable("eval_fn", eval_fn, what="eval_fn(params) -> {name: scalar}")
     if (patience is None) != (monitor is None):
         raise ValueError("early stopping needs both patience and monitor (a key of eval_fn's dict)")
-    if patience is not None and (
-        eval_fn is None
-        or eval_every is None
-        or not isinstance(patience, int | np.integer)
-        or isinstance(patience, bool)
-        or patience < 1
-    ):
+    _check_int("patience", patience, allow_none=True)
+    if patience is not None and (eval_fn is None or eval_every is None):
         raise ValueError(
-            f"patience must be a positive integer and needs eval_fn and eval_every (early "
-            f"stopping counts evaluations), got patience={patience!r}, eval_every={eval_every!r}"
+            f"patience needs eval_fn and eval_every (early stopping counts evaluations), got "
+            f"eval_every={eval_every!r}"
         )
 
+    _preflight(apply, params, data_at(0), loss)
     step_fn = partial(
         _jitted_step,
         as_pytree(apply),
@@ -348,7 +412,14 @@ def _loop(
     def evaluate(s: int) -> bool:
         """Record metrics at step s; return True when early stopping says stop."""
         nonlocal best, waited
-        metrics = {name: float(v) for name, v in eval_fn(params).items()}
+        metrics = eval_fn(params)
+        if not isinstance(metrics, Mapping) or any(np.ndim(v) != 0 for v in metrics.values()):
+            raise ValueError(
+                f"eval_fn must return a dict of scalar metrics {{name: value}}, got {metrics!r}"[
+                    :200
+                ]
+            )
+        metrics = {name: float(v) for name, v in metrics.items()}
         history["eval_step"].append(s)
         for name, value in metrics.items():
             history.setdefault(name, []).append(value)
@@ -447,7 +518,12 @@ def distill(
 
     Returns:
         A :class:`FitResult`.
+
+    Raises:
+        ValueError: for ``teacher_logits`` with NaN or inf, and as :func:`fit` and
+            :func:`kdbook.losses.kd_loss` (labels, shapes, ``soft_ratio``, ``temperature``).
     """
+    check_finite("teacher_logits", teacher_logits)
     loss = _kd_objective(soft_ratio, temperature, form, convention, label_smoothing)
     return fit(
         apply,
@@ -517,8 +593,9 @@ def online_distill(
         A :class:`FitResult`; ``history["checkpoint"]`` is the checkpoint of each update taken.
 
     Raises:
-        ValueError: for shapes that do not match, or a schedule of the wrong length or outside
-            ``[0, m)``; and as :func:`fit`.
+        ValueError: for shapes that do not match, ``teacher_logits`` with NaN or inf, or a
+            schedule of the wrong length or outside ``[0, m)``; and as :func:`fit` and
+            :func:`kdbook.losses.kd_loss`.
 
     Example:
         >>> import jax.numpy as jnp
@@ -531,8 +608,9 @@ def online_distill(
         >>> result.history["checkpoint"].tolist()
         [0, 0, 1, 1]
     """
-    teacher = jnp.asarray(teacher_logits)
-    x = jnp.asarray(x)
+    teacher = as_float_array("teacher_logits", teacher_logits)
+    check_finite("teacher_logits", teacher)
+    x = as_float_array("x", x)
     if teacher.ndim not in (2, 3) or teacher.shape[0] < 1 or teacher.shape[1] != x.shape[0]:
         raise ValueError(
             f"teacher_logits must have shape (m, n) or (m, n, k): the logits of m >= 1 "
@@ -650,7 +728,8 @@ def codistill(
         ``history["loss"]`` is the summed loss.
 
     Raises:
-        ValueError: as :func:`fit` and :func:`kdbook.losses.kd_loss`.
+        ValueError: for an ``optimizer`` that is neither an Optax transformation nor a pair of
+            them, and as :func:`fit` and :func:`kdbook.losses.kd_loss`.
     """
     pair = jax.tree_util.Partial(_pair_apply, as_pytree(apply_a), as_pytree(apply_b))
     if isinstance(optimizer, tuple) and not isinstance(optimizer, optax.GradientTransformation):
@@ -659,6 +738,8 @@ def codistill(
                 f"optimizer must be one Optax transformation or a pair (for_a, for_b), got a "
                 f"tuple of {len(optimizer)}"
             )
+        _check_optimizer("optimizer[0]", optimizer[0])
+        _check_optimizer("optimizer[1]", optimizer[1])
         optimizer = _pair_optimizer(*optimizer)
     loss = partial(
         _mutual_kd_loss,

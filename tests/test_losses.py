@@ -1,5 +1,6 @@
 """kdbook.losses against closed forms, naive NumPy implementations and Optax."""
 
+import decimal
 from functools import partial
 
 import jax
@@ -199,6 +200,66 @@ def test_tiny_kl_stays_non_negative_and_precise_in_float32(delta):
     teacher = jax.nn.softmax(zt32 / temperature)
     entropy = -jnp.mean(jnp.sum(teacher * jnp.log(teacher), axis=1))
     assert abs(float(ce - entropy) - reference.mean()) > 100 * abs(float(kl) - reference.mean())
+
+
+def _decimal_soft_reference(zs, zt, temperature, digits=60):
+    """T^2 KL(p_T(zt) || p_T(zs)) per row and T (p_T(zs) - p_T(zt)), to 60 digits.
+
+    Exact decimal arithmetic from the float32 logits: an independent reference that, unlike a
+    float64 one, stays exact at T = 1e8, where the two distributions agree to about 1e-8.
+    """
+    with decimal.localcontext() as context:
+        context.prec = digits
+        T = decimal.Decimal(float(temperature))
+        kls, gaps = [], []
+        for row_s, row_t in zip(np.asarray(zs), np.asarray(zt), strict=True):
+            a = [decimal.Decimal(float(v)) / T for v in row_s]
+            b = [decimal.Decimal(float(v)) / T for v in row_t]
+            za, zb = sum(x.exp() for x in a), sum(x.exp() for x in b)
+            ps = [x.exp() / za for x in a]
+            pt = [x.exp() / zb for x in b]
+            kls.append(
+                float(T * T * sum(q * (q.ln() - p.ln()) for p, q in zip(ps, pt, strict=True)))
+            )
+            gaps.append([float(T * (p - q)) for p, q in zip(ps, pt, strict=True)])
+    return np.array(kls), np.array(gaps)
+
+
+@pytest.mark.parametrize("form", ["softmax", "sigmoid"])
+def test_kd_loss_and_gradient_stay_accurate_up_to_huge_temperatures(form):
+    """T^2 KL and its gradient T (p^s - p^t) in float32 against exact decimals, T = 1 ... 1e8.
+
+    As T grows the two distributions approach uniform and agree to O(1/T): computed as
+    differences of probabilities, both lose all their digits in float32 by T ~ 1e7.
+    """
+    zs, zt, y = (np.asarray(a, np.float32) for a in _logits(21))
+    y = y.astype(np.int32)
+    if form == "sigmoid":
+        zs, zt, y = zs[:, 0], zt[:, 0], y % 2
+        two = lambda z: np.stack([np.zeros_like(z), z], axis=1)  # noqa: E731
+        ref_s, ref_t = two(zs), two(zt)
+    else:
+        ref_s, ref_t = zs, zt
+    for temperature in [1.0, 10.0, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8]:
+        kl, gap = _decimal_soft_reference(ref_s, ref_t, temperature)
+        if form == "sigmoid":
+            gap = gap[:, 1]
+        options = dict(soft_ratio=1.0, temperature=temperature, form=form)
+        loss = kd.kd_loss(zs, zt, y, **options)
+        np.testing.assert_allclose(float(loss), kl.mean(), rtol=2e-5, err_msg=f"T={temperature}")
+        grad = jax.grad(lambda z: kd.kd_loss(z, zt, y, **options))(jnp.asarray(zs))  # noqa: B023
+        closed = kd.kd_logit_gradient(zs, zt, y, **options)
+        scale = np.abs(gap).max() / len(zs)
+        for g in (grad, closed):
+            np.testing.assert_allclose(g, gap / len(zs), atol=1e-5 * scale, rtol=1e-4)
+        if form == "softmax":  # the re-weighting's true-class weight w = rho T (r_s - r_t) / r_s1
+            weight = kd.kd_gradient_decomposition(
+                zs, zt, y, soft_ratio=1.0, temperature=temperature
+            )
+            rows = np.arange(len(y))
+            r_s1 = 1.0 - _softmax(zs.astype(np.float64))[rows, y]
+            want = -gap[rows, y] / r_s1
+            np.testing.assert_allclose(weight.weight, want, rtol=1e-4, atol=1e-5)
 
 
 def test_kl_and_ce_soft_terms_have_the_same_gradient_bit_for_bit():

@@ -95,7 +95,7 @@ def test_linear_starts_at_zero_and_computes_x_times_w():
 
 def test_init_scale_sets_the_variance_of_the_weights():
     d, s = 400, 0.5
-    weights = models.Linear(d, out_features=50, init_scale=s, rngs=nnx.Rngs(2)).kernel[...]
+    weights = models.Linear(d, out_features=50, init_scale=s, rngs=nnx.Rngs(2)).weight[...]
     # 20,000 draws of N(0, s^2 / d): the sample variance is within 3% with overwhelming odds.
     assert float(jnp.var(weights)) == pytest.approx(s**2 / d, rel=0.03)
 
@@ -109,7 +109,7 @@ def test_deep_linear_is_the_product_of_its_layers(depth):
     apply, params = kd.functionalize(model)
     x = jax.random.normal(jax.random.key(4), (9, 7))
     assert len(params["layers"]) == depth + 1
-    kernels = [params["layers"][i]["kernel"][...] for i in range(depth + 1)]
+    kernels = [params["layers"][i]["weight"][...] for i in range(depth + 1)]
     sizes = [7] + [5] * depth + [3]
     shapes = list(zip(sizes[:-1], sizes[1:], strict=True))
     assert [k.shape for k in kernels] == shapes
@@ -184,7 +184,7 @@ def test_deep_linear_first_layer_keeps_its_component_outside_the_span():
     def outside(kernel):
         return kernel - jax.vmap(theory.span_projection, in_axes=(None, 1), out_axes=1)(x, kernel)
 
-    first0, first = params0["layers"][0]["kernel"][...], params["layers"][0]["kernel"][...]
+    first0, first = params0["layers"][0]["weight"][...], params["layers"][0]["weight"][...]
     assert float(jnp.linalg.norm(first - first0)) > 0.05  # the layer did move...
     np.testing.assert_allclose(outside(first), outside(first0), atol=1e-5)  # ...inside the span
 

@@ -313,11 +313,11 @@ def test_one_distill_step_is_a_gradient_step_on_the_kd_objective_written_out():
         ),
         (
             dict(patience=2.5, monitor="loss", eval_fn=lambda p: {"loss": 0.0}, eval_every=1),
-            "patience=2.5",
+            "patience must be an integer >= 1 or None, got 2.5",
         ),
         (
             dict(patience=True, monitor="loss", eval_fn=lambda p: {"loss": 0.0}, eval_every=1),
-            "patience=True",
+            "patience must be an integer >= 1 or None, got True",
         ),
     ],
 )

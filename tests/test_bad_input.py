@@ -1,0 +1,547 @@
+"""Bad input to the models, pytree helpers, NTKs, linearization, losses and training loops.
+
+Every case asserts the exception type and that the message names the argument at fault, with
+what is allowed. (Kernels, theory, data and pruning: test_bad_input_analysis.py.) Most cases fail
+before anything is compiled, so the whole table runs in seconds.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import kdbook as kd
+
+X = jnp.ones((4, 3))
+Y = jnp.array([0, 1, 0, 1])
+LOGITS = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+NAN = jnp.array(np.nan, jnp.float32)
+
+
+def _mlp(width=8, out=2):
+    return kd.functionalize(kd.MLP(3, depth=1, width=width, out_features=out, rngs=nnx.Rngs(0)))
+
+
+APPLY, PARAMS = _mlp()
+_, OTHER_PARAMS = _mlp(width=16)
+_, LINEAR_PARAMS = kd.functionalize(kd.Linear(3, out_features=2))
+KD = dict(soft_ratio=0.5, temperature=2.0)
+FIT = dict(loss=kd.cross_entropy, optimizer=optax.sgd(0.1), steps=2, progress=False)
+
+
+def _fit(**changes):
+    options = {**FIT, **changes}
+    data = options.pop("data", (X, Y))
+    apply = options.pop("apply", APPLY)
+    params = options.pop("params", PARAMS)
+    return kd.fit(apply, params, data, **options)
+
+
+def _metrics(params):
+    return {"loss": kd.cross_entropy(APPLY(params, X), Y)}
+
+
+CASES = {
+    # ------------------------------------------------------------------ models
+    "MLP x of another width": (
+        lambda: APPLY(PARAMS, jnp.ones((4, 5))),
+        r"x must have shape \(n, 3\)",
+    ),
+    "MLP jitted, x of another width": (
+        lambda: jax.jit(APPLY)(PARAMS, jnp.ones((4, 5))),
+        r"x must have shape \(n, 3\)",
+    ),
+    "MLP 1-D x": (lambda: APPLY(PARAMS, jnp.ones(3)), r"x must have shape \(n, 3\)"),
+    "Dense h of another width": (
+        lambda: kd.Dense(3, 2, rngs=nnx.Rngs(0))(jnp.ones((4, 5))),
+        r"h must have shape \(n, 3\)",
+    ),
+    "Dense 1-D h": (lambda: kd.Dense(3, 2, rngs=nnx.Rngs(0))(jnp.ones(3)), "h must have shape"),
+    "Dense rngs=None": (lambda: kd.Dense(3, 2, rngs=None), "rngs must be NNX random streams"),
+    "Dense w_std=True": (lambda: kd.Dense(3, 2, w_std=True, rngs=nnx.Rngs(0)), "w_std must be a"),
+    "Dense w_std=inf": (lambda: kd.Dense(3, 2, w_std=np.inf, rngs=nnx.Rngs(0)), "w_std must be"),
+    "MLP width=True": (
+        lambda: kd.MLP(3, depth=1, width=True, out_features=1, rngs=nnx.Rngs(0)),
+        "width must be an integer",
+    ),
+    "MLP depth=1.0": (
+        lambda: kd.MLP(3, depth=1.0, width=4, out_features=1, rngs=nnx.Rngs(0)),
+        "depth must be an integer",
+    ),
+    "TwoLayerNet antisymmetric='no'": (
+        lambda: kd.TwoLayerNet(3, width=4, antisymmetric="no", rngs=nnx.Rngs(0)),
+        "antisymmetric must be True or False",
+    ),
+    "TwoLayerNet rngs=None": (lambda: kd.TwoLayerNet(3, width=4, rngs=None), "rngs must be"),
+    "TwoLayerNet x of another width": (
+        lambda: kd.TwoLayerNet(3, width=4, rngs=nnx.Rngs(0))(jnp.ones((2, 4))),
+        r"x must have shape \(n, 3\)",
+    ),
+    "Linear x of another width": (
+        lambda: kd.Linear(3)(jnp.ones((2, 4))),
+        r"x must have shape \(n, 3\)",
+    ),
+    "Linear init_scale=nan": (lambda: kd.Linear(3, init_scale=np.nan), "init_scale must be"),
+    "end_to_end of an MLP": (lambda: kd.end_to_end(PARAMS), "Linear or DeepLinear"),
+    "end_to_end(None)": (lambda: kd.end_to_end(None), "params must be the parameters"),
+    "end_to_end(array)": (lambda: kd.end_to_end(jnp.ones((3, 1))), "params must be the parameters"),
+    "end_to_end weights that do not chain": (
+        lambda: kd.end_to_end(
+            {"layers": {0: {"weight": jnp.ones((3, 4))}, 1: {"weight": jnp.ones((5, 2))}}}
+        ),
+        "do not chain",
+    ),
+    "params of another width": (lambda: APPLY(OTHER_PARAMS, X), "params do not fit MLP"),
+    "params=None": (lambda: APPLY(None, X), "params do not fit MLP"),
+    # ------------------------------------------------------------------ pytree helpers
+    "tree_inner NaN": (lambda: kd.tree_inner({"a": X}, {"a": X * NAN}), r"b\['a'\] contains"),
+    "tree_norm NaN": (lambda: kd.tree_norm({"a": X * NAN}), r"a\['a'\] contains"),
+    "tree_angle NaN": (lambda: kd.tree_angle({"a": X}, {"a": X * NAN}), r"b\['a'\] contains"),
+    "tree_difference NaN": (
+        lambda: kd.tree_difference({"a": X * NAN}, {"a": X}),
+        r"a\['a'\] contains",
+    ),
+    "tree_add of other shapes": (lambda: kd.tree_add({"a": X}, {"a": X[0]}), "different shapes"),
+    "tree_scale None": (lambda: kd.tree_scale({"a": X}, None), "scale must be a number"),
+    "tree_scale 'x'": (lambda: kd.tree_scale({"a": X}, "x"), "scale must be a number"),
+    "tree_scale nan": (lambda: kd.tree_scale({"a": X}, np.nan), "scale must be a finite"),
+    "tree_scale vector": (lambda: kd.tree_scale({"a": X}, jnp.ones(4)), "scale must be a single"),
+    "tree_stack dict": (lambda: kd.tree_stack({"a": X}), "trees must be a non-empty list"),
+    "tree_stack []": (lambda: kd.tree_stack([]), "trees must be a non-empty list"),
+    # ------------------------------------------------------------------ NTKs
+    "empirical_ntk apply=None": (lambda: kd.empirical_ntk(None, PARAMS, X), "apply must be a"),
+    "empirical_ntk 0-d outputs": (
+        lambda: kd.empirical_ntk(lambda p, x: APPLY(p, x).sum(), PARAMS, X),
+        "one row per input",
+    ),
+    "empirical_ntk x1 of another width": (
+        lambda: kd.empirical_ntk(APPLY, PARAMS, jnp.ones((4, 5))),
+        r"apply\(params, x1\) fails on x1 .*x must have shape \(n, 3\)",
+    ),
+    "empirical_ntk jitted apply, x1 of another width": (
+        lambda: kd.empirical_ntk(jax.jit(APPLY), PARAMS, jnp.ones((4, 5)), method="jacobian"),
+        r"fails on x1 of shape \(4, 5\)",
+    ),
+    "empirical_ntk x2 of another width": (
+        lambda: kd.empirical_ntk(APPLY, PARAMS, X, jnp.ones((2, 5))),
+        r"x2 must have shape \(n2, 3\)",
+    ),
+    "empirical_ntk x1 NaN": (lambda: kd.empirical_ntk(APPLY, PARAMS, X * NAN), "x1 contains"),
+    "empirical_ntk x2 NaN": (lambda: kd.empirical_ntk(APPLY, PARAMS, X, X * NAN), "x2 contains"),
+    "empirical_ntk strings": (
+        lambda: kd.empirical_ntk(APPLY, PARAMS, np.array([["a"] * 3])),
+        "x1 must be an array of real numbers",
+    ),
+    "empirical_ntk trace='no'": (
+        lambda: kd.empirical_ntk(APPLY, PARAMS, X, trace="no"),
+        "trace must be True or False",
+    ),
+    "empirical_ntk shard=1": (
+        lambda: kd.empirical_ntk(APPLY, PARAMS, X, shard=1, batch_size=2),
+        "shard must be True or False",
+    ),
+    "empirical_ntk batch_size=True": (
+        lambda: kd.empirical_ntk(APPLY, PARAMS, X, batch_size=True),
+        "batch_size must be an integer",
+    ),
+    "empirical_ntk params=None": (lambda: kd.empirical_ntk(APPLY, None, X), "params do not fit"),
+    "empirical_ntk params of another width": (
+        lambda: kd.empirical_ntk(APPLY, OTHER_PARAMS, X),
+        "params do not fit",
+    ),
+    "empirical_ntk method": (
+        lambda: kd.empirical_ntk(APPLY, PARAMS, X, method="exact"),
+        "method must be one of",
+    ),
+    "infinite_kernels w_std=inf": (
+        lambda: kd.infinite_kernels(X, depth=1, w_std=np.inf),
+        "w_std must be a finite",
+    ),
+    "infinite_kernels w_std=1e20": (
+        lambda: kd.infinite_kernels(X, depth=1, w_std=1e20),
+        "w_std=1e.20 is too large",
+    ),
+    "infinite_kernels w_std=1e200": (
+        lambda: kd.infinite_kernels(X, depth=1, w_std=1e200),
+        "w_std=1e.200 is too large",
+    ),
+    "infinite_kernels b_std=nan": (
+        lambda: kd.infinite_kernels(X, depth=1, b_std=np.nan),
+        "b_std must be",
+    ),
+    "infinite_kernels x NaN": (lambda: kd.infinite_kernels(X * NAN, depth=1), "x1 contains"),
+    "infinite_kernels depth=np.float64": (
+        lambda: kd.infinite_kernels(X, depth=np.float64(1)),
+        "depth must be an integer",
+    ),
+    "infinite_kernels overflow": (
+        lambda: kd.infinite_kernels(1e20 * X, depth=1),
+        "overflows float32",
+    ),
+    "two_layer_ntk x NaN": (lambda: kd.two_layer_ntk(X * NAN), "x1 contains"),
+    "two_layer_ntk overflow": (lambda: kd.two_layer_ntk(1e20 * X), "overflows float32"),
+    # ------------------------------------------------------------------ linearization
+    "linearize apply=None": (lambda: kd.linearize(None, PARAMS), "apply must be a"),
+    "linearize params0=None": (lambda: kd.linearize(APPLY, None), "params0 must be a pytree"),
+    "linearized model, params of another width": (
+        lambda: kd.linearize(APPLY, PARAMS)(OTHER_PARAMS, X),
+        "params must have the structure and shapes of params0",
+    ),
+    "min_norm_params apply=None": (
+        lambda: kd.min_norm_params(None, PARAMS, X, jnp.zeros((4, 2))),
+        "apply must be a",
+    ),
+    "min_norm_params x NaN": (
+        lambda: kd.min_norm_params(APPLY, PARAMS, X * NAN, jnp.zeros((4, 2))),
+        "x contains",
+    ),
+    "min_norm_params 0-d outputs": (
+        lambda: kd.min_norm_params(lambda p, x: APPLY(p, x).sum(), PARAMS, X, jnp.zeros(())),
+        "one array of outputs",
+    ),
+    "min_norm_params x of another width": (
+        lambda: kd.min_norm_params(APPLY, PARAMS, jnp.ones((4, 5)), jnp.zeros((4, 2))),
+        r"fails on x of shape \(4, 5\)",
+    ),
+    # ------------------------------------------------------------------ losses
+    "kd_loss temperature=inf": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=np.inf),
+        "temperature must be a finite",
+    ),
+    "kd_loss temperature=1e20 (T^2 overflows float32)": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=1e20),
+        r"temperature=1e\+20 is outside what float32",
+    ),
+    "kd_loss temperature=1e-50 (0 in float32)": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=1e-50),
+        "temperature=1e-50 is outside what float32",
+    ),
+    "kd_loss temperature=True": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=True),
+        "temperature must be a number",
+    ),
+    "kd_loss temperature of length 2": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=jnp.ones(2)),
+        "temperature must be a single number",
+    ),
+    "kd_loss soft_ratio=True": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=True, temperature=2.0),
+        "soft_ratio must be a number",
+    ),
+    "kd_loss soft_ratio of length 2": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=jnp.ones(2), temperature=2.0),
+        "soft_ratio must be a single number",
+    ),
+    "kd_loss soft_ratio=1.5": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=1.5, temperature=2.0),
+        r"soft_ratio must lie in \[0, 1\]",
+    ),
+    "kd_loss student NaN": (
+        lambda: kd.kd_loss(LOGITS * NAN, LOGITS, Y, **KD),
+        "student_logits contains",
+    ),
+    "kd_loss teacher NaN": (
+        lambda: kd.kd_loss(LOGITS, LOGITS * NAN, Y, **KD),
+        "teacher_logits contains",
+    ),
+    "kd_loss labels out of range": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y + 5, **KD),
+        r"labels must lie in \[0, 2\]",
+    ),
+    "kd_loss float labels": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y * 1.0, **KD),
+        "labels must be integer",
+    ),
+    "kd_loss shapes differ": (
+        lambda: kd.kd_loss(LOGITS, LOGITS[:, :2], Y, **KD),
+        "must have the same shape",
+    ),
+    "kd_logit_gradient temperature=1e39": (
+        lambda: kd.kd_logit_gradient(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=1e39),
+        "is outside what float32",
+    ),
+    "kd_gradient_decomposition temperature=1e-50": (
+        lambda: kd.kd_gradient_decomposition(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=1e-50),
+        "is outside what float32",
+    ),
+    "kd_gradient_decomposition student NaN": (
+        lambda: kd.kd_gradient_decomposition(LOGITS * NAN, LOGITS, Y, **KD),
+        "student_logits contains",
+    ),
+    "partial_teacher_logits temperature=1e39": (
+        lambda: kd.partial_teacher_logits(LOGITS, Y, temperature=1e39),
+        "is outside what float32",
+    ),
+    "partial_teacher_logits teacher NaN": (
+        lambda: kd.partial_teacher_logits(LOGITS * NAN, Y),
+        "teacher_logits contains",
+    ),
+    "partial_teacher_logits top_k=True": (
+        lambda: kd.partial_teacher_logits(LOGITS, Y, top_k=True),
+        "top_k must be an integer",
+    ),
+    "soft_targets temperature=1e-50": (
+        lambda: kd.soft_targets(LOGITS, temperature=1e-50),
+        "is outside what float32",
+    ),
+    "soft_targets temperature=True": (
+        lambda: kd.soft_targets(LOGITS, temperature=True),
+        "temperature must be a number",
+    ),
+    "soft_targets NaN": (lambda: kd.soft_targets(LOGITS * NAN), "logits contains"),
+    "smooth_labels num_classes=0": (lambda: kd.smooth_labels(Y, 0), "num_classes must be"),
+    "smooth_labels num_classes=1": (lambda: kd.smooth_labels(Y * 0, 1), "num_classes must be"),
+    "smooth_labels num_classes=2.5": (lambda: kd.smooth_labels(Y, 2.5), "num_classes must be"),
+    "smooth_labels num_classes=True": (lambda: kd.smooth_labels(Y, True), "num_classes must be"),
+    "smooth_labels 2-D labels": (
+        lambda: kd.smooth_labels(jnp.zeros((2, 2), int), 3),
+        r"labels must have shape \(n,\)",
+    ),
+    "smooth_labels label_smoothing=1": (
+        lambda: kd.smooth_labels(Y, 3, label_smoothing=1.0),
+        r"label_smoothing must lie in \[0, 1\)",
+    ),
+    "cross_entropy NaN": (lambda: kd.cross_entropy(LOGITS * NAN, Y), "logits contains"),
+    "cross_entropy string logits": (
+        lambda: kd.cross_entropy(np.array([["a", "b"]]), Y[:1]),
+        "logits must be an array of real numbers",
+    ),
+    "accuracy NaN": (lambda: kd.accuracy(LOGITS * NAN, Y), "logits contains"),
+    "accuracy sigmoid NaN": (
+        lambda: kd.accuracy(LOGITS[:, 0] * NAN, Y, form="sigmoid"),
+        "logits contains",
+    ),
+    "logit_matching_loss NaN": (
+        lambda: kd.logit_matching_loss(LOGITS, LOGITS * NAN),
+        "teacher_logits contains",
+    ),
+    "squared_loss NaN": (lambda: kd.squared_loss(X[:, 0] * NAN, X[:, 0]), "outputs contains"),
+    "squared_loss targets inf": (
+        lambda: kd.squared_loss(X[:, 0], X[:, 0] * jnp.inf),
+        "targets contains",
+    ),
+    "squared_loss shapes differ": (lambda: kd.squared_loss(X, X[:, 0]), "the same shape"),
+    # ------------------------------------------------------------------ training
+    "fit data=x (an array)": (lambda: _fit(data=X), r"data must be a non-empty tuple"),
+    "fit labels out of range": (lambda: _fit(data=(X, Y + 5)), r"labels must lie in \[0, 1\]"),
+    "fit float labels": (lambda: _fit(data=(X, Y * 1.0)), "labels must be integer"),
+    "fit data NaN": (lambda: _fit(data=(X * NAN, Y)), r"data\[0\] contains"),
+    "fit x of another width": (
+        lambda: _fit(data=(jnp.ones((4, 5)), Y)),
+        r"apply\(params, x \(data\[0\]\)\) fails .*x must have shape \(n, 3\)",
+    ),
+    "fit params of another width": (lambda: _fit(params=OTHER_PARAMS), "params do not fit"),
+    "fit optimizer=None": (lambda: _fit(optimizer=None), "optimizer must be an Optax"),
+    "fit loss=None": (lambda: _fit(loss=None), "loss must be a function"),
+    "fit loss returning a vector": (
+        lambda: _fit(loss=lambda out, y: out[:, 0] - y),
+        "loss.* must return a scalar",
+    ),
+    "fit patience=2.5": (
+        lambda: _fit(eval_fn=_metrics, eval_every=1, patience=2.5, monitor="loss"),
+        "patience must be an integer",
+    ),
+    "fit patience=True": (
+        lambda: _fit(eval_fn=_metrics, eval_every=1, patience=True, monitor="loss"),
+        "patience must be an integer",
+    ),
+    "fit patience without eval_every": (
+        lambda: _fit(eval_fn=_metrics, patience=2, monitor="loss"),
+        "patience needs eval_fn and eval_every",
+    ),
+    "fit patience without monitor": (
+        lambda: _fit(eval_fn=_metrics, eval_every=1, patience=2),
+        "needs both patience and monitor",
+    ),
+    "fit eval_every=True": (
+        lambda: _fit(eval_fn=_metrics, eval_every=True),
+        "eval_every must be an integer",
+    ),
+    "fit eval_every=0": (lambda: _fit(eval_fn=_metrics, eval_every=0), "eval_every must be"),
+    "fit eval_every without eval_fn": (lambda: _fit(eval_every=1), "eval_every needs eval_fn"),
+    "fit eval_fn returning a float": (
+        lambda: _fit(eval_fn=lambda p: 1.0, eval_every=1),
+        "eval_fn must return a dict of scalar metrics",
+    ),
+    "fit eval_fn returning a vector metric": (
+        lambda: _fit(eval_fn=lambda p: {"v": jnp.ones(2)}, eval_every=1),
+        "eval_fn must return a dict of scalar metrics",
+    ),
+    "fit checkpoint_steps=5": (lambda: _fit(checkpoint_steps=5), "checkpoint_steps must be a list"),
+    "fit checkpoint_steps=[1.5]": (
+        lambda: _fit(checkpoint_steps=[1.5]),
+        "checkpoint_steps must be an integer",
+    ),
+    "fit checkpoint_steps=[True]": (
+        lambda: _fit(checkpoint_steps=[True]),
+        "checkpoint_steps must be an integer",
+    ),
+    "fit checkpoint_steps beyond steps": (
+        lambda: _fit(checkpoint_steps=[3]),
+        r"checkpoint_steps must lie in \[0, steps=2\]",
+    ),
+    "fit batch_size=True": (
+        lambda: _fit(batch_size=True, key=jax.random.key(0)),
+        "batch_size must be an integer",
+    ),
+    "fit batch_size without key": (lambda: _fit(batch_size=2), "needs a PRNG key"),
+    "fit steps=2.0": (lambda: _fit(steps=2.0), "steps must be an integer"),
+    "train_scan optimizer=None": (
+        lambda: kd.train_scan(
+            APPLY, PARAMS, (X, Y), loss=kd.cross_entropy, optimizer=None, steps=1
+        ),
+        "optimizer must be an Optax",
+    ),
+    "train_scan opt_state of another optimizer": (
+        lambda: kd.train_scan(
+            APPLY,
+            PARAMS,
+            (X, Y),
+            loss=kd.cross_entropy,
+            optimizer=optax.sgd(0.1),
+            steps=1,
+            opt_state=optax.adam(0.1).init(PARAMS),
+        ),
+        "opt_state must be a state of this optimizer",
+    ),
+    "smooth_labels label out of range": (lambda: kd.smooth_labels(Y + 2, 3), r"labels must lie"),
+    "Dense w_std=1e39 (its square overflows)": (
+        lambda: kd.Dense(3, 2, w_std=1e39, rngs=nnx.Rngs(0)),
+        "w_std=1e.39 is too large",
+    ),
+    "Linear init_scale=1e39": (lambda: kd.Linear(3, init_scale=1e39), "init_scale=1e.39 is too"),
+    "MLP x NaN": (lambda: APPLY(PARAMS, X * NAN), "x contains"),
+    "tree_inner overflow": (
+        lambda: kd.tree_inner({"a": jnp.full(2, 1e20)}, {"a": jnp.full(2, 1e20)}),
+        "tree_inner overflows float32",
+    ),
+    "squared_loss overflow": (
+        lambda: kd.squared_loss(jnp.array([1e20]), jnp.array([0.0])),
+        "squared_loss overflows float32",
+    ),
+    "logit_matching_loss overflow": (
+        lambda: kd.logit_matching_loss(LOGITS * 1e20, LOGITS),
+        "logit_matching_loss overflows",
+    ),
+    "train_scan labels out of range": (
+        lambda: kd.train_scan(
+            APPLY, PARAMS, (X, Y + 5), loss=kd.cross_entropy, optimizer=optax.sgd(0.1), steps=1
+        ),
+        r"labels must lie in \[0, 1\]",
+    ),
+    "distill labels out of range": (
+        lambda: kd.distill(APPLY, PARAMS, X, LOGITS[:, :2], Y + 5, **KD, **_no_loss(FIT)),
+        r"labels must lie in \[0, 1\]",
+    ),
+    "distill teacher NaN": (
+        lambda: kd.distill(APPLY, PARAMS, X, LOGITS[:, :2] * NAN, Y, **KD, **_no_loss(FIT)),
+        "teacher_logits contains",
+    ),
+    "distill teacher of another shape": (
+        lambda: kd.distill(APPLY, PARAMS, X, LOGITS, Y, **KD, **_no_loss(FIT)),
+        "must have the same shape",
+    ),
+    "online_distill x=None": (
+        lambda: kd.online_distill(
+            APPLY, PARAMS, None, LOGITS[None, :, :2], Y, **KD, **_no_loss(FIT)
+        ),
+        "x must be an array of numbers",
+    ),
+    "online_distill teacher NaN": (
+        lambda: kd.online_distill(
+            APPLY, PARAMS, X, LOGITS[None, :, :2] * NAN, Y, **KD, **_no_loss(FIT)
+        ),
+        "teacher_logits contains",
+    ),
+    "online_distill labels out of range": (
+        lambda: kd.online_distill(
+            APPLY, PARAMS, X, LOGITS[None, :, :2], Y + 5, **KD, **_no_loss(FIT)
+        ),
+        r"labels must lie in \[0, 1\]",
+    ),
+    "codistill optimizer (sgd, None)": (
+        lambda: kd.codistill(
+            APPLY,
+            PARAMS,
+            APPLY,
+            PARAMS,
+            X,
+            Y,
+            **KD,
+            **{**_no_loss(FIT), "optimizer": (optax.sgd(0.1), None)},
+        ),
+        r"optimizer\[1\] must be an Optax",
+    ),
+    "codistill labels out of range": (
+        lambda: kd.codistill(APPLY, PARAMS, APPLY, PARAMS, X, Y + 5, **KD, **_no_loss(FIT)),
+        r"labels must lie in \[0, 1\]",
+    ),
+}
+
+
+def _no_loss(options):
+    return {name: value for name, value in options.items() if name != "loss"}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gets_a_clear_error(case):
+    call, message = CASES[case]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_the_checks_run_outside_jit_and_stay_silent_inside():
+    """Value checks need concrete values: traced under jit they are skipped, never wrong."""
+    loss = jax.jit(lambda s, t, y: kd.kd_loss(s, t, y, **KD))
+    assert np.isfinite(float(loss(LOGITS, LOGITS, Y)))
+    assert np.isnan(float(loss(LOGITS * NAN, LOGITS, Y)))  # traced: no check, as documented
+
+
+def test_valid_edge_cases_still_work():
+    """What the checks must not refuse: integer inputs are converted, tiny and huge but
+    representable values are kept, NumPy integers are integers."""
+    ints = np.arange(12).reshape(4, 3)
+    ntvp = kd.empirical_ntk(APPLY, PARAMS, ints, method="ntvp")
+    jacobian = kd.empirical_ntk(APPLY, PARAMS, ints.astype(np.float32), method="jacobian")
+    np.testing.assert_allclose(ntvp, jacobian, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(kd.squared_loss(np.array([100000]), np.array([0])), 5e9, rtol=1e-6)
+    np.testing.assert_allclose(kd.cross_entropy(np.zeros((2, 4), int), Y[:2]), np.log(4), rtol=1e-6)
+    smoothed = kd.smooth_labels(np.array([0, 2]), np.int64(3), label_smoothing=0.3)
+    np.testing.assert_allclose(smoothed.sum(1), 1.0, rtol=1e-6)
+    kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=1e18)
+    kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=1e-18)
+    result = _fit(
+        steps=np.int64(2), eval_fn=_metrics, eval_every=np.int64(1), checkpoint_steps=[np.int64(1)]
+    )
+    assert list(result.checkpoints) == [1]
+    tiny = {"a": jnp.array([1e-30, 1e-30])}
+    np.testing.assert_allclose(kd.tree_norm(tiny), np.sqrt(2) * 1e-30, rtol=1e-6)
+    huge = {"a": jnp.array([1e20, 1e20])}
+    np.testing.assert_allclose(kd.tree_norm(huge), np.sqrt(2) * 1e20, rtol=1e-6)
+    angle = kd.tree_angle({"a": jnp.array([1e20, 0.0])}, {"a": jnp.array([1e20, 1e19])})
+    np.testing.assert_allclose(angle, np.arctan(0.1), rtol=1e-5)
+    angle = kd.tree_angle({"a": jnp.array([1e-25, 0.0])}, {"a": jnp.array([1e-25, 1e-26])})
+    np.testing.assert_allclose(angle, np.arctan(0.1), rtol=1e-5)
+
+
+def test_erf_kernel_is_finite_and_accurate_for_large_inputs_in_float32():
+    """Inputs of norm 1e4: the erf derivative's determinant no longer cancels to inf."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(5, 4))
+    x = 1e4 * x / np.linalg.norm(x, axis=1, keepdims=True)
+    for x2 in (None, x[:3]):
+        single = kd.infinite_kernels(
+            x.astype(np.float32),
+            None if x2 is None else x2.astype(np.float32),
+            depth=2,
+            activation="erf",
+        )
+        with kd.enable_x64():
+            double = kd.infinite_kernels(x, x2, depth=2, activation="erf")
+        for a, b in zip(single, double, strict=True):
+            assert np.all(np.isfinite(np.asarray(a)))
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3)
