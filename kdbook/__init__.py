@@ -63,7 +63,7 @@ from kdbook.losses import (
     soft_targets,
     squared_loss,
 )
-from kdbook.models import MLP, DeepLinear, Dense, Linear, TwoLayerNet, end_to_end
+from kdbook.models import CNN, MLP, DeepLinear, Dense, Linear, TwoLayerNet, end_to_end
 from kdbook.ntk import InfiniteKernels, empirical_ntk, infinite_kernels, two_layer_ntk
 from kdbook.precision import enable_x64
 from kdbook.theory import (
@@ -93,6 +93,7 @@ from kdbook.train import FitResult, codistill, distill, fit, online_distill, tra
 __version__ = "0.1.0"
 
 __all__ = [
+    "CNN",
     "MLP",
     "DeepLinear",
     "Linear",

@@ -11,6 +11,10 @@ which is what the structured empirical NTK (:func:`kdbook.ntk.empirical_ntk`) ne
 :class:`Linear` and :class:`DeepLinear` are the students of linear distillation (Phuong & Lampert,
 2019): a product of weight matrices with no bias and no activation, whose end-to-end weights
 :func:`end_to_end` reads from the parameters.
+
+:class:`CNN` is a small convolutional network for images (such as CIFAR-10's), in the NTK
+parameterization too; it takes images flattened to vectors, so that every kdbook function that
+takes ``(n, d)`` inputs (the empirical NTK, :func:`~kdbook.train.fit`) takes its inputs as well.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from kdbook._checks import check_square_fits as _check_square_fits
 
 __all__ = [
     "ACTIVATIONS",
+    "CNN",
     "MLP",
     "DeepLinear",
     "Dense",
@@ -293,6 +298,96 @@ class TwoLayerNet(nnx.Module):
             trainable=[True, False],
             activation=hidden.activation,
         )
+
+
+class CNN(nnx.Module):
+    r"""A small convolutional network: ``len(channels)`` blocks of a 3x3 convolution, an
+    activation and a 2x2 average pooling, then a global average and a dense output layer.
+
+    It takes images **flattened** to vectors, ``x`` of shape ``(n, H * W * C)`` in row-major
+    (height, width, channel) order, e.g. CIFAR-10's ``(n, 3072)`` from
+    :func:`kdbook.data.load_cifar10` or the digits' ``(n, 64)`` with ``image_shape=(8, 8, 1)``,
+    so that the NTK methods ``"jacobian"`` and ``"ntvp"`` and :func:`~kdbook.train.fit` take it
+    like any network. Every layer is in the NTK parameterization of :class:`Dense`: weights
+    :math:`N(0, 1)` scaled by :math:`\sigma_w / \sqrt{\text{fan-in}}` (for a convolution the
+    fan-in is :math:`3 \cdot 3 \cdot C_{in}`), no biases.
+
+    Args:
+        image_shape: ``(H, W, C)``; ``H`` and ``W`` must be divisible by ``2 ** len(channels)``
+            (each block halves them).
+        channels: the output channels of each convolution block.
+        out_features: number of outputs.
+        activation: a name in :data:`ACTIVATIONS`.
+        w_std: :math:`\sigma_w`, as in :class:`Dense` (``sqrt(2)`` suits ReLU).
+        rngs: NNX random streams.
+
+    Raises:
+        ValueError: for an image shape the blocks cannot halve, channels that are not positive
+            integers, an unknown activation, ``rngs`` that are not ``nnx.Rngs``; when called,
+            for inputs that are not ``(n, H * W * C)``.
+
+    Example:
+        >>> model = CNN((8, 8, 1), channels=(4, 8), out_features=10, rngs=nnx.Rngs(0))
+        >>> model(jnp.ones((5, 64))).shape
+        (5, 10)
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        *,
+        channels: tuple[int, ...] = (32, 64),
+        out_features: int = 10,
+        activation: str = "relu",
+        w_std: float = math.sqrt(2.0),
+        rngs: nnx.Rngs,
+    ):
+        if not isinstance(image_shape, tuple | list) or len(image_shape) != 3:
+            raise ValueError(f"image_shape must be (H, W, C), got {image_shape!r}")
+        for name, value in zip(("H", "W", "C"), image_shape, strict=True):
+            _check_int(f"image_shape's {name}", value)
+        if not isinstance(channels, tuple | list) or not channels:
+            raise ValueError(f"channels must be a non-empty tuple of integers, got {channels!r}")
+        for value in channels:
+            _check_int("channels", value)
+        height, width, depth = image_shape
+        halvings = 2 ** len(channels)
+        if height % halvings or width % halvings:
+            raise ValueError(
+                f"image_shape={tuple(image_shape)}: H and W must be divisible by "
+                f"2 ** len(channels) = {halvings} (each of the {len(channels)} blocks halves them)"
+            )
+        _check_int("out_features", out_features)
+        _check_choice("activation", activation, ACTIVATIONS)
+        _check_positive("w_std", w_std)
+        _check_square_fits("w_std", w_std)
+        _check_rngs(rngs)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.activation = activation
+        self.w_std = float(w_std)
+        sizes = [depth, *channels]
+        filters = [
+            nnx.Param(jax.random.normal(rngs.params(), (3, 3, c_in, c_out)))
+            for c_in, c_out in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
+        self.filters = nnx.List(filters) if hasattr(nnx, "List") else filters
+        self.head = Dense(sizes[-1], out_features, w_std=w_std, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        height, width, depth = self.image_shape
+        _check_inputs(x, height * width * depth)
+        phi = ACTIVATIONS[self.activation]
+        h = x.reshape(x.shape[0], height, width, depth)
+        for kernel in self.filters:
+            w = kernel[...]
+            scale = self.w_std / math.sqrt(w.shape[0] * w.shape[1] * w.shape[2])
+            h = jax.lax.conv_general_dilated(
+                h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+            h = phi(scale * h)
+            n, a, b, c = h.shape  # 2x2 average pooling
+            h = h.reshape(n, a // 2, 2, b // 2, 2, c).mean(axis=(2, 4))
+        return self.head(h.mean(axis=(1, 2)))
 
 
 class Linear(nnx.Module):

@@ -27,9 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from kdbook._checks import as_float_array, check_callable, check_finite, is_concrete
+from kdbook._checks import as_float_array, check_bool, check_callable, check_finite, is_concrete
 from kdbook._checks import check_int as _check_int
 from kdbook.functional import Apply, Params, as_pytree, output_shape
 from kdbook.losses import kd_loss
@@ -125,8 +126,14 @@ def _make_step(
     optimizer: optax.GradientTransformation,
     n: int,
     batch_size: int | None,
+    mesh: Mesh | None = None,
 ):
-    """The pure update ``(params, opt_state, step, key, data) -> (params, opt_state, loss)``."""
+    """The pure update ``(params, opt_state, step, key, data) -> (params, opt_state, loss)``.
+
+    With a ``mesh`` (data-parallel training) each minibatch is split over the mesh's devices
+    along its examples and the new parameters are replicated: the compiler then averages the
+    per-device gradients (an all-reduce) inside the one compiled step.
+    """
 
     def batch_at(step, key, data):
         if batch_size is None:
@@ -134,7 +141,10 @@ def _make_step(
         per_epoch = n // batch_size
         order = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
         index = jax.lax.dynamic_slice_in_dim(order, (step % per_epoch) * batch_size, batch_size)
-        return tuple(jnp.take(a, index, axis=0) for a in data)
+        batch = tuple(jnp.take(a, index, axis=0) for a in data)
+        if mesh is not None:
+            batch = jax.lax.with_sharding_constraint(batch, _example_sharding(mesh))
+        return batch
 
     def objective(params, batch):
         return loss(apply(params, batch[0]), *batch[1:])
@@ -142,9 +152,23 @@ def _make_step(
     def step(params, opt_state, step, key, data):
         value, grads = jax.value_and_grad(objective)(params, batch_at(step, key, data))
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+        params = optax.apply_updates(params, updates)
+        if mesh is not None:
+            replicated = NamedSharding(mesh, PartitionSpec())
+            params, opt_state = jax.lax.with_sharding_constraint((params, opt_state), replicated)
+        return params, opt_state, value
 
     return step
+
+
+def _data_mesh() -> Mesh:
+    """All of ``jax.devices()`` as one axis, ``"examples"``, for data-parallel training."""
+    return Mesh(np.asarray(jax.devices()), ("examples",))
+
+
+def _example_sharding(mesh: Mesh) -> NamedSharding:
+    """Arrays split along their first (example) axis over the mesh."""
+    return NamedSharding(mesh, PartitionSpec("examples"))
 
 
 class _Static:
@@ -175,10 +199,12 @@ class _Static:
         return id(self.value) if self.key is self.value else hash(self.key)
 
 
-@partial(jax.jit, static_argnames=("loss", "optimizer", "n", "batch_size"))
-def _jitted_step(apply, params, opt_state, step, key, data, *, loss, optimizer, n, batch_size):
+@partial(jax.jit, static_argnames=("loss", "optimizer", "n", "batch_size", "mesh"))
+def _jitted_step(
+    apply, params, opt_state, step, key, data, *, loss, optimizer, n, batch_size, mesh
+):
     """One update of :func:`fit`, compiled once per (model structure, loss, optimizer, shapes)."""
-    update = _make_step(apply, loss.value, optimizer.value, n, batch_size)
+    update = _make_step(apply, loss.value, optimizer.value, n, batch_size, mesh)
     return update(params, opt_state, step, key, data)
 
 
@@ -283,6 +309,7 @@ def fit(
     minimize: bool = True,
     progress: bool = True,
     desc: str = "training",
+    data_parallel: bool = False,
 ) -> FitResult:
     """Train ``params`` of ``apply`` on ``data`` with an Optax optimizer.
 
@@ -306,6 +333,12 @@ def fit(
         minimize: whether a smaller ``monitor`` is better.
         progress: show a progress bar (tqdm).
         desc: the progress bar's label.
+        data_parallel: train on all of ``jax.devices()`` at once: every (mini)batch is split
+            over the devices along its examples (``jax.sharding``), the parameters and the
+            optimizer state are replicated, and the compiler averages the gradients. The
+            updates are those of one device, up to float round-off (the gradient is summed in
+            another order). The batch (``n`` for full-batch training, else ``batch_size``) must
+            be a multiple of the number of devices. With one device this changes nothing.
 
     Returns:
         A :class:`FitResult`.
@@ -342,6 +375,7 @@ def fit(
         minimize=minimize,
         progress=progress,
         desc=desc,
+        data_parallel=data_parallel,
     )
 
 
@@ -364,6 +398,7 @@ def _loop(
     minimize: bool = True,
     progress: bool = True,
     desc: str = "training",
+    data_parallel: bool = False,
 ) -> FitResult:
     """:func:`fit`'s loop, with the data of update ``s`` given by ``data_at(s)`` (arrays of fixed
     shapes, so the step compiles once): :func:`online_distill` changes the teacher's logits."""
@@ -394,6 +429,19 @@ def _loop(
         )
 
     _preflight(apply, params, data_at(0), loss)
+    check_bool("data_parallel", data_parallel)
+    mesh = None
+    if data_parallel:
+        mesh = _data_mesh()
+        devices, per_step = mesh.size, n if batch_size is None else batch_size
+        if per_step % devices:
+            what = "n" if batch_size is None else "batch_size"
+            raise ValueError(
+                f"data_parallel=True splits each batch over the {devices} devices: {what}="
+                f"{per_step} must be a multiple of {devices}"
+            )
+        data_at = _placed_on(mesh, data_at)
+        params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
     step_fn = partial(
         _jitted_step,
         as_pytree(apply),
@@ -401,6 +449,7 @@ def _loop(
         optimizer=_Static(optimizer),
         n=n,
         batch_size=batch_size,
+        mesh=mesh,
     )
     key = jax.random.key(0) if key is None else key
     opt_state = optimizer.init(params)
@@ -474,6 +523,19 @@ def _loop(
     out["loss"] = np.asarray(jax.device_get(history["loss"]))
     out["step"] = np.arange(len(history["loss"]))
     return FitResult(params, out, checkpoints, best[1] if monitor is not None else None)
+
+
+def _placed_on(mesh: Mesh, data_at: Callable[[int], tuple]) -> Callable[[int], tuple]:
+    """``data_at`` with its arrays split over the mesh along their examples, each array moved
+    once (the data of :func:`fit`, each checkpoint of :func:`online_distill`), not every step."""
+    placed: dict[int, tuple] = {}  # id -> (array, its sharded copy): the array stays alive
+
+    def put(a):
+        if id(a) not in placed:
+            placed[id(a)] = (a, jax.device_put(a, _example_sharding(mesh)))
+        return placed[id(a)][1]
+
+    return lambda s: tuple(put(a) for a in data_at(s))
 
 
 def _kd_objective(soft_ratio, temperature, form, convention, label_smoothing) -> Loss:
