@@ -10,8 +10,8 @@ Modules: :mod:`kdbook.models` (Flax NNX networks), :mod:`kdbook.functional` (the
 pytree helpers), :mod:`kdbook.ntk` (empirical and infinite-width NTKs), :mod:`kdbook.kernels`
 (kernel regression and closed-form dynamics), :mod:`kdbook.linearize` (Taylor models),
 :mod:`kdbook.losses` (KD objective), :mod:`kdbook.train` (training loops), :mod:`kdbook.data`
-(synthetic tasks and digits), :mod:`kdbook.theory` (the theory's quantities),
-:mod:`kdbook.prune` (masks, masked training, lottery tickets),
+(synthetic tasks, digits, CIFAR-10 from a local folder), :mod:`kdbook.theory` (the theory's
+quantities), :mod:`kdbook.prune` (masks, masked training, lottery tickets),
 :mod:`kdbook.plotting` (house style), :mod:`kdbook.precision` (the 64-bit switch,
 :func:`~kdbook.precision.enable_x64`).
 """
@@ -22,6 +22,7 @@ from kdbook.data import (
     GaussianMixture,
     digits_split,
     flip_labels,
+    load_cifar10,
     make_gaussian_bumps,
     make_gaussian_mixture,
     make_hierarchical_mixture,
@@ -134,6 +135,7 @@ __all__ = [
     "fit",
     "fit_power_law",
     "flip_labels",
+    "load_cifar10",
     "functionalize",
     "infinite_kernels",
     "kd_gradient_decomposition",

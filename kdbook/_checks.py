@@ -100,7 +100,8 @@ def check_finite(name: str, value) -> None:
     if np.issubdtype(a.dtype, np.inexact):
         finite = np.isfinite(a)
         if not finite.all():
-            raise ValueError(f"{name} contains {a.size - int(finite.sum())} NaN or infinite values")
+            bad = a.size - int(finite.sum())
+            raise ValueError(f"{name} contains {bad} non-finite values (NaN or inf)")
 
 
 def as_float_array(name: str, value) -> jax.Array:

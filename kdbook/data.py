@@ -11,17 +11,26 @@ scikit-learn.
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdbook._checks import check_bool as _check_bool
+from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_key as _check_key
+from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import check_unit_interval as _check_unit_interval
+from kdbook._checks import is_concrete as _is_concrete
 
 __all__ = [
+    "CIFAR10_URL",
+    "load_cifar10",
     "GaussianBumps",
     "GaussianMixture",
     "digits_split",
@@ -35,6 +44,33 @@ __all__ = [
     "sample_sphere",
     "sample_uniform",
 ]
+
+
+def _check_no_overflow(name: str, value, array: jax.Array, what: str) -> None:
+    """A concrete ``array`` made with the finite scale ``value`` must be finite: a scale too large
+    for the dtype makes it overflow."""
+    if _is_concrete(array) and not np.isfinite(np.asarray(array)).all():
+        raise ValueError(
+            f"{name} must be small enough that {what} are finite in {array.dtype}, got "
+            f"{value!r} (use a smaller {name}, or float64 inside kdbook.enable_x64())"
+        )
+
+
+def _check_representable(name: str, value, what: str, dtype=None) -> None:
+    """A concrete scale ``value`` must not exceed the largest number of ``dtype`` (default: the
+    default float dtype), checked before anything is computed with it."""
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    if _is_concrete(value) and float(value) > float(np.finfo(dtype).max):
+        _check_no_overflow(name, value, jnp.full((), np.inf, dtype), what)
+
+
+def _scale(name: str, value, array: jax.Array, what: str) -> jax.Array:
+    """``value * array`` for a finite scale ``value``, checked not to overflow ``array``'s dtype
+    (the check of the product needs concrete values)."""
+    _check_representable(name, value, what, array.dtype)
+    product = value * array
+    _check_no_overflow(name, value, product, what)
+    return product
 
 
 class GaussianMixture(NamedTuple):
@@ -74,16 +110,23 @@ def make_gaussian_mixture(
         dim: input dimension.
         num_classes: number of classes ``k >= 2``.
         modes_per_class: Gaussian modes per class.
-        separation: scale of the centres.
-        std: standard deviation of each mode.
+        separation: scale of the centres, ``> 0``.
+        std: standard deviation of each mode, ``> 0``.
+
+    Raises:
+        ValueError: for a ``key`` that is not a JAX PRNG key, sizes that are not positive
+            integers (``num_classes >= 2``), a ``separation`` or ``std`` that is not a finite
+            positive number, or a ``separation`` so large that the centres overflow the dtype.
     """
+    _check_key("key", key)
     _check_int("dim", dim)
     _check_int("num_classes", num_classes, minimum=2)
     _check_int("modes_per_class", modes_per_class)
     _check_positive("separation", separation)
     _check_positive("std", std)
+    _check_representable("separation", separation, "the centres")
     modes = num_classes * modes_per_class
-    means = separation * jax.random.normal(key, (modes, dim))
+    means = _scale("separation", separation, jax.random.normal(key, (modes, dim)), "the centres")
     mode_labels = jnp.repeat(jnp.arange(num_classes), modes_per_class)
     return GaussianMixture(means, mode_labels, float(std))
 
@@ -98,23 +141,46 @@ def make_hierarchical_mixture(
     class_scale: float = 1.0,
     std: float = 0.6,
 ) -> tuple[GaussianMixture, jax.Array]:
-    """Classes grouped in superclasses: class ``c`` of superclass ``s`` has mean ``a U_s + b V_c``.
+    r"""Classes grouped in superclasses: class ``c`` of superclass ``s`` has mean ``a U_s + b V_c``.
 
     ``U_s`` and ``V_c`` are random unit vectors, ``a = superclass_scale``, ``b = class_scale``, so
     classes of one superclass are closer to each other than to the rest: the structure a teacher's
     soft targets reveal at high temperature.
 
+    Args:
+        key: PRNG key for the directions.
+        dim: input dimension.
+        num_superclasses: number of superclasses.
+        classes_per_superclass: classes in each superclass.
+        superclass_scale: :math:`a \ge 0`, the distance of the superclass centres from 0.
+        class_scale: :math:`b \ge 0`, the distance of a class mean from its superclass centre.
+        std: standard deviation of each class, ``> 0``.
+
     Returns:
         ``(mixture, superclass_of_class)``: a one-mode-per-class :class:`GaussianMixture` with
         ``num_superclasses * classes_per_superclass`` classes, and the ``(classes,)`` superclass
         index of each class.
+
+    Raises:
+        ValueError: for a ``key`` that is not a JAX PRNG key, sizes that are not positive
+            integers or make fewer than 2 classes, scales that are not finite and ``>= 0``, a
+            ``std`` that is not finite and positive, or scales so large that the means overflow.
     """
+    _check_key("key", key)
     _check_int("dim", dim)
     _check_int("num_superclasses", num_superclasses)
     _check_int("classes_per_superclass", classes_per_superclass)
+    _check_nonnegative("superclass_scale", superclass_scale)
+    _check_nonnegative("class_scale", class_scale)
+    _check_positive("std", std)
+    _check_representable("superclass_scale", superclass_scale, "the means")
+    _check_representable("class_scale", class_scale, "the means")
     num_classes = num_superclasses * classes_per_superclass
     if num_classes < 2:
-        raise ValueError("the hierarchy needs at least 2 classes in total")
+        raise ValueError(
+            "num_superclasses * classes_per_superclass must be >= 2 (the hierarchy needs at "
+            f"least 2 classes), got {num_superclasses} * {classes_per_superclass}"
+        )
     ku, kv = jax.random.split(key)
 
     def unit(k, n):
@@ -122,8 +188,13 @@ def make_hierarchical_mixture(
         return v / jnp.linalg.norm(v, axis=1, keepdims=True)
 
     superclass = jnp.repeat(jnp.arange(num_superclasses), classes_per_superclass)
-    means = superclass_scale * unit(ku, num_superclasses)[superclass]
-    means = means + class_scale * unit(kv, num_classes)
+    means = _scale("superclass_scale", superclass_scale, unit(ku, num_superclasses), "the means")
+    means = means[superclass] + _scale(
+        "class_scale", class_scale, unit(kv, num_classes), "the means"
+    )
+    _check_no_overflow(
+        "superclass_scale + class_scale", superclass_scale + class_scale, means, "the means"
+    )
     return GaussianMixture(means, jnp.arange(num_classes), float(std)), superclass
 
 
@@ -140,12 +211,28 @@ def sample_gaussian_mixture(
 
     Returns:
         ``(x, y)`` with shapes ``(n, dim)`` and ``(n,)`` (int32).
+
+    Raises:
+        ValueError: for a ``mixture`` that is not a :class:`GaussianMixture`, with non-finite
+            means or a ``std`` that is not finite and positive, an ``n`` that is not a positive
+            integer, a ``label_flip`` outside ``[0, 1]``, a ``key`` that is not a JAX PRNG key,
+            or (concrete values) samples that overflow the dtype.
     """
+    if not isinstance(mixture, GaussianMixture):
+        raise ValueError(
+            "mixture must be a GaussianMixture (from make_gaussian_mixture), got "
+            f"{type(mixture).__name__}"
+        )
+    _check_finite("mixture.means", mixture.means)
+    _check_positive("mixture.std", mixture.std)
     _check_int("n", n)
+    _check_key("key", key)
     _check_unit_interval("label_flip", label_flip)
+    _check_representable("mixture.std", mixture.std, "the samples")
     k_mode, k_noise, k_flip = jax.random.split(key, 3)
     modes = jax.random.randint(k_mode, (n,), 0, mixture.means.shape[0])
-    x = mixture.means[modes] + mixture.std * jax.random.normal(k_noise, (n, mixture.means.shape[1]))
+    noise = jax.random.normal(k_noise, (n, mixture.means.shape[1]))
+    x = mixture.means[modes] + _scale("mixture.std", mixture.std, noise, "the samples")
     y = mixture.mode_labels[modes].astype(jnp.int32)
     if label_flip > 0:
         y = flip_labels(y, label_flip, num_classes=mixture.num_classes, key=k_flip)
@@ -155,9 +242,43 @@ def sample_gaussian_mixture(
 def flip_labels(
     labels: jax.Array, probability: float, *, key: jax.Array, num_classes: int
 ) -> jax.Array:
-    """Replace each label, with the given probability, by a different class chosen uniformly."""
+    """Replace each label, with the given probability, by a different class chosen uniformly.
+
+    Args:
+        labels: integer classes in ``[0, num_classes)``, any shape.
+        probability: the probability in ``[0, 1]`` that a label is replaced.
+        key: PRNG key.
+        num_classes: the number of classes, ``>= 2``.
+
+    Returns:
+        An array shaped like ``labels``, of its dtype.
+
+    Raises:
+        ValueError: for labels that are not integers or (concrete values) lie outside
+            ``[0, num_classes)``, a ``probability`` outside ``[0, 1]``, a ``num_classes`` that is
+            not an integer ``>= 2``, or a ``key`` that is not a JAX PRNG key.
+    """
     _check_unit_interval("probability", probability)
     _check_int("num_classes", num_classes, minimum=2)
+    _check_key("key", key)
+    try:
+        labels = jnp.asarray(labels)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"labels must be an array of integer classes, got {labels!r}"[:200]
+        ) from None
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(
+            f"labels must be integers in [0, {num_classes}) (num_classes={num_classes}), got "
+            f"dtype {labels.dtype}"
+        )
+    if _is_concrete(labels) and labels.size:
+        low, high = int(jnp.min(labels)), int(jnp.max(labels))
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"labels must lie in [0, {num_classes}) (num_classes={num_classes}), got values "
+                f"in [{low}, {high}]"
+            )
     k_which, k_shift = jax.random.split(key)
     flip = jax.random.bernoulli(k_which, probability, labels.shape)
     shift = jax.random.randint(k_shift, labels.shape, 1, num_classes)
@@ -185,7 +306,12 @@ def sample_angular(
 
     Returns:
         ``(x, y)``: ``(n, dim)`` unit vectors and ``(n,)`` labels ``y = 1[x_1 > 0]`` (int32).
+
+    Raises:
+        ValueError: for an ``n`` or ``dim`` that is not an integer (``n >= 1``, ``dim >= 2``), a
+            ``kappa`` that is not finite and positive, or a ``key`` that is not a JAX PRNG key.
     """
+    _check_key("key", key)
     _check_int("n", n)
     _check_int("dim", dim, minimum=2)
     _check_positive("kappa", kappa)
@@ -222,18 +348,43 @@ class GaussianBumps(NamedTuple):
 def make_gaussian_bumps(
     *, key: jax.Array, dim: int = 1, num_bumps: int = 8, width: float = 0.3, amplitude: float = 4.0
 ) -> GaussianBumps:
-    """A random :class:`GaussianBumps` function (``dim=1`` gives the book's 1-D example)."""
+    """A random :class:`GaussianBumps` function (``dim=1`` gives the book's 1-D example).
+
+    Args:
+        key: PRNG key for the centres, signs and the offset's reference sample.
+        dim: input dimension.
+        num_bumps: number of bumps.
+        width: the bumps' width :math:`w > 0`.
+        amplitude: the logits' scale :math:`A > 0`.
+
+    Raises:
+        ValueError: for a ``key`` that is not a JAX PRNG key, a ``dim`` or ``num_bumps`` that is
+            not a positive integer, a ``width`` or ``amplitude`` that is not finite and positive,
+            or an ``amplitude`` so large that the logits could overflow the dtype.
+    """
+    _check_key("key", key)
     _check_int("dim", dim)
     _check_int("num_bumps", num_bumps)
     _check_positive("width", width)
     _check_positive("amplitude", amplitude)
+    # |bumps - offset| <= 2 num_bumps (a sum of num_bumps terms in [-1, 1], minus its median):
+    # below this amplitude the logits cannot overflow.
+    largest = float(np.finfo(jnp.result_type(float)).max) / (2 * num_bumps)
+    if float(amplitude) > largest:
+        raise ValueError(
+            f"amplitude must be <= {largest:.3g} for {num_bumps} bumps in "
+            f"{jnp.result_type(float)} (the logits amplitude * (bumps - offset) could overflow), "
+            f"got {amplitude!r}"
+        )
     k_c, k_s, k_ref = jax.random.split(key, 3)
     centers = jax.random.uniform(k_c, (num_bumps, dim), minval=-1.0, maxval=1.0)
     signs = jnp.where(jax.random.bernoulli(k_s, 0.5, (num_bumps,)), 1.0, -1.0)
-    unshifted = GaussianBumps(centers, signs, float(width), float(amplitude), 0.0)
+    # The offset is the median of the unscaled bumps (amplitude 1): no amplitude can make it
+    # overflow or divide by zero.
+    unshifted = GaussianBumps(centers, signs, float(width), 1.0, 0.0)
     reference = sample_uniform(20_000, dim=dim, key=k_ref)
-    offset = float(jnp.median(unshifted.logits(reference))) / amplitude
-    return unshifted._replace(offset=offset)
+    offset = float(jnp.median(unshifted.logits(reference)))
+    return unshifted._replace(amplitude=float(amplitude), offset=offset)
 
 
 def sample_gaussian_bumps(
@@ -255,7 +406,17 @@ def sample_gaussian_bumps(
     Returns:
         ``(x, y)``: ``(n, dim)`` inputs uniform on :math:`[-1, 1]^d` and ``(n,)`` labels in
         ``{0, 1}`` (int32). The noiseless logits are ``bumps.logits(x)``.
+
+    Raises:
+        ValueError: for ``bumps`` that are not a :class:`GaussianBumps`, an ``n`` that is not a
+            positive integer, a ``label_flip`` outside ``[0, 1]``, or a ``key`` that is not a JAX
+            PRNG key.
     """
+    if not isinstance(bumps, GaussianBumps):
+        raise ValueError(
+            f"bumps must be a GaussianBumps (from make_gaussian_bumps), got {type(bumps).__name__}"
+        )
+    _check_key("key", key)
     _check_int("n", n)
     _check_unit_interval("label_flip", label_flip)
     k_x, k_flip = jax.random.split(key)
@@ -267,7 +428,13 @@ def sample_gaussian_bumps(
 
 
 def sample_uniform(n: int, *, key: jax.Array, dim: int) -> jax.Array:
-    """``n`` inputs uniform on ``[-1, 1]^dim``, shape ``(n, dim)``."""
+    """``n`` inputs uniform on ``[-1, 1]^dim``, shape ``(n, dim)``.
+
+    Raises:
+        ValueError: for an ``n`` or ``dim`` that is not a positive integer, or a ``key`` that is
+            not a JAX PRNG key.
+    """
+    _check_key("key", key)
     _check_int("n", n)
     _check_int("dim", dim)
     return jax.random.uniform(key, (n, dim), minval=-1.0, maxval=1.0)
@@ -278,7 +445,12 @@ def sample_sphere(n: int, *, key: jax.Array, dim: int) -> jax.Array:
 
     The inputs of the two-layer analyses of Du et al. (2019) and Arora et al. (2019), who assume
     :math:`\lVert x \rVert = 1`: normalised standard Gaussian vectors.
+
+    Raises:
+        ValueError: for an ``n`` or ``dim`` that is not a positive integer, or a ``key`` that is
+            not a JAX PRNG key.
     """
+    _check_key("key", key)
     _check_int("n", n)
     _check_int("dim", dim)
     x = jax.random.normal(key, (n, dim))
@@ -303,11 +475,17 @@ def digits_split(
     Returns:
         ``(x_train, y_train, x_test, y_test)``: inputs ``(n, 64)`` float32, labels ``(n,)`` int32;
         with ``return_indices``, followed by ``(train_indices, test_indices)``.
-    """
-    from sklearn.datasets import load_digits
 
+    Raises:
+        ValueError: for a ``key`` that is not a JAX PRNG key, sizes that are not positive
+            integers or add up to more than 1797, or a ``return_indices`` that is not a bool.
+    """
+    _check_key("key", key)
     _check_int("n_train", n_train)
     _check_int("n_test", n_test)
+    _check_bool("return_indices", return_indices)
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     total = digits.data.shape[0]
     if n_train + n_test > total:
@@ -325,3 +503,121 @@ def digits_split(
         jnp.asarray(y[test]),
     )
     return split + (train, test) if return_indices else split
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles the CIFAR-10 batches (dicts of bytes, lists and NumPy arrays) and nothing
+    else: a pickle can run code, so any other object in the file is refused."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes an array's bytes at pickle protocol 2
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-10 batch")
+
+
+def _cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One official batch file: ``(10000, 3072)`` uint8 images (channel-first) and labels."""
+    try:
+        with path.open("rb") as file:
+            batch = _ArraysOnly(file, encoding="bytes").load()
+        images = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, OSError) as err:
+        raise ValueError(
+            f"{path} is not a CIFAR-10 python batch ({type(err).__name__}: {err}); download the "
+            f"archive again from {CIFAR10_URL}"
+        ) from None
+    if images.ndim != 2 or images.shape[1] != 3072 or labels.shape != (images.shape[0],):
+        raise ValueError(
+            f"{path} is not a CIFAR-10 python batch: images of shape {images.shape} and labels of "
+            f"shape {labels.shape}, expected (n, 3072) and (n,)"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{path}: labels must lie in [0, 9], got [{labels.min()}, {labels.max()}]")
+    return images, labels
+
+
+def load_cifar10(
+    path: str | Path, *, n_train: int | None = None, n_test: int | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """CIFAR-10 from the official python batches in a folder the reader downloaded.
+
+    kdbook never downloads anything. To get the data, download and unpack the archive
+    (163 MB)::
+
+        curl -O https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz
+        tar xzf cifar-10-python.tar.gz        # makes the folder cifar-10-batches-py
+
+    and pass that folder (or the folder that contains it). The images are returned flattened in
+    (height, width, channel) order, the layout :class:`kdbook.models.CNN` takes with
+    ``image_shape=(32, 32, 3)``, and standardised per channel with the training images' mean and
+    standard deviation. The batches are read with an unpickler that accepts only dicts, lists,
+    bytes and NumPy arrays.
+
+    Args:
+        path: the ``cifar-10-batches-py`` folder, or a folder containing it.
+        n_train: keep the first ``n_train`` of the 50,000 training images (default: all).
+        n_test: keep the first ``n_test`` of the 10,000 test images (default: all).
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``: images ``(n, 3072)`` float32, labels ``(n,)``
+        int32 in ``[0, 9]``.
+
+    Raises:
+        FileNotFoundError: if the folder or one of its six batch files is missing (the message
+            says how to get them).
+        ValueError: for a file that is not a CIFAR-10 batch (corrupt, truncated, or holding
+            other objects), or sizes that are not positive integers within the data.
+    """
+    _check_int("n_train", n_train, allow_none=True)
+    _check_int("n_test", n_test, allow_none=True)
+    folder = Path(path).expanduser()
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    missing = [name for name in _CIFAR10_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} does not hold the CIFAR-10 python batches (missing: {', '.join(missing)}). "
+            f"Download {CIFAR10_URL}, unpack it (tar xzf cifar-10-python.tar.gz) and pass the "
+            "folder cifar-10-batches-py"
+        )
+    train = [_cifar10_batch(folder / name) for name in _CIFAR10_FILES[:5]]
+    images, labels = np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])
+    test_images, test_labels = _cifar10_batch(folder / "test_batch")
+    for name, size, total in (
+        ("n_train", n_train, len(labels)),
+        ("n_test", n_test, len(test_labels)),
+    ):
+        if size is not None and size > total:
+            raise ValueError(f"{name} must be <= {total} (the images in {folder}), got {size}")
+    images, labels = images[:n_train], labels[:n_train]
+    test_images, test_labels = test_images[:n_test], test_labels[:n_test]
+
+    def hwc(flat):  # channel-first (3, 32, 32) rows -> (32, 32, 3), flattened
+        return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).reshape(-1, 3072)
+
+    x, x_test = hwc(images).astype(np.float32) / 255.0, hwc(test_images).astype(np.float32) / 255.0
+    per_channel = x.reshape(-1, 3)
+    mean, std = per_channel.mean(axis=0), per_channel.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    standardise = lambda a: ((a.reshape(-1, 3) - mean) / std).reshape(a.shape)  # noqa: E731
+    return (
+        jnp.asarray(standardise(x)),
+        jnp.asarray(labels, jnp.int32),
+        jnp.asarray(standardise(x_test)),
+        jnp.asarray(test_labels, jnp.int32),
+    )

@@ -33,6 +33,7 @@ as they are.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import partial
 
@@ -42,6 +43,9 @@ import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 from jax.typing import ArrayLike
 
+from kdbook._checks import as_float_array as _as_float_array
+from kdbook._checks import check_bool as _check_bool
+from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete as _concrete
@@ -58,13 +62,6 @@ __all__ = [
 # ----------------------------------------------------------------------------- validation
 
 
-def _as_float(x: ArrayLike) -> jax.Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    return x
-
-
 @jax.jit
 def _kernel_summary(kernel: jax.Array):
     """Largest entry, largest asymmetry and finiteness, in one fused pass (O(n^2))."""
@@ -77,7 +74,7 @@ def _kernel_summary(kernel: jax.Array):
 
 def _check_kernel(name: str, kernel: ArrayLike) -> jax.Array:
     """A square, finite, symmetric (n, n) float matrix with n >= 1."""
-    kernel = _as_float(kernel)
+    kernel = _as_float_array(name, kernel)
     if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] == 0:
         raise ValueError(f"{name} must be a square (n, n) matrix with n >= 1, got {kernel.shape}")
     if _concrete(kernel):
@@ -97,32 +94,48 @@ def _check_kernel(name: str, kernel: ArrayLike) -> jax.Array:
 
 
 def _check_rows(name: str, x: ArrayLike, n: int, what: str) -> jax.Array:
-    """A float (n,) or (n, k) array whose rows belong to the n points of ``what``."""
-    x = _as_float(x)
+    """A finite float (n,) or (n, k) array whose rows belong to the n points of ``what``."""
+    x = _as_float_array(name, x)
     if x.ndim not in (1, 2) or x.shape[0] != n:
         raise ValueError(
             f"{name} must have shape ({n},) or ({n}, k) to match {what}, got {x.shape}"
         )
-    if _concrete(x) and not np.isfinite(np.asarray(x)).all():
-        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    _check_finite(name, x)
     return x
 
 
 def _check_shape(name: str, x: ArrayLike, shape: tuple[int, ...], why: str) -> jax.Array:
-    x = _as_float(x)
+    """A finite float array of the given shape."""
+    x = _as_float_array(name, x)
     if x.shape != shape:
         raise ValueError(f"{name} must have shape {shape} ({why}), got {x.shape}")
+    _check_finite(name, x)
     return x
 
 
 def _check_cross(kernel_test_train: ArrayLike, n: int) -> jax.Array:
-    cross = _as_float(kernel_test_train)
+    """A finite float (m, n) cross kernel."""
+    cross = _as_float_array("kernel_test_train", kernel_test_train)
     if cross.ndim != 2 or cross.shape[1] != n:
         raise ValueError(
             f"kernel_test_train must have shape (m, {n}) (test points by the {n} training "
             f"points), got {cross.shape}"
         )
+    _check_finite("kernel_test_train", cross)
     return cross
+
+
+def _ridge_exponent(ridge, dtype) -> int:
+    """An even ``k`` such that ``(K + ridge I) / 2**k`` is safe to factorise in ``dtype``: 0 (no
+    rescaling) unless the ridge is within a factor 16 of the dtype's largest number. Scaling by a
+    power of two is exact, and the solution of the scaled system is scaled back."""
+    if not _concrete(ridge):
+        return 0
+    value = float(ridge)
+    if value <= float(np.finfo(dtype).max) / 16:
+        return 0
+    k = math.frexp(value)[1] - np.finfo(dtype).maxexp // 2  # ridge / 2**k is about 2**(maxexp/2)
+    return k + k % 2
 
 
 def _not_positive_definite(name: str, kernel: jax.Array) -> np.linalg.LinAlgError:
@@ -157,7 +170,14 @@ def _solve(name: str, kernel: jax.Array, rhs: jax.Array, ridge) -> jax.Array:
     """(K + ridge I)^{-1} rhs for validated arguments; raises instead of returning NaN."""
     dtype = jnp.result_type(kernel, rhs)
     kernel = kernel.astype(dtype)
-    solution, finite = _cholesky_solve(kernel, rhs.astype(dtype), ridge)
+    k = _ridge_exponent(ridge, dtype)
+    if k:  # a ridge near overflow: solve (K / 2^k + ridge / 2^k I) z = rhs, x = z / 2^k
+        solution, finite = _cholesky_solve(
+            jnp.ldexp(kernel, -k), rhs.astype(dtype), math.ldexp(float(ridge), -k)
+        )
+        solution = jnp.ldexp(solution, -k)
+    else:
+        solution, finite = _cholesky_solve(kernel, rhs.astype(dtype), ridge)
     if _concrete(finite) and not finite.item():
         raise _not_positive_definite(name, kernel)
     return solution
@@ -179,7 +199,7 @@ def kernel_solve(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0.0) -
 
     Raises:
         ValueError: bad shapes, a non-symmetric or non-finite kernel, a non-finite ``targets``,
-            ``ridge < 0``.
+            a ``ridge`` that is not a finite number ``>= 0``.
         numpy.linalg.LinAlgError: (a ``ValueError`` subclass) the Cholesky factorisation failed,
             because :math:`K + \lambda I` has an eigenvalue that is negative beyond round-off or
             is too ill-conditioned for its dtype. The message suggests a ridge and float64. This
@@ -219,7 +239,7 @@ def kernel_regression(
 
     Raises:
         ValueError: as :func:`kernel_solve`, and for a ``kernel_test_train`` not of shape
-            ``(m, n)``.
+            ``(m, n)`` or with NaN or infinite values.
         numpy.linalg.LinAlgError: as :func:`kernel_solve`.
     """
     kernel = _check_kernel("kernel", kernel)
@@ -275,9 +295,9 @@ def kernel_features(
 
     Raises:
         ValueError: bad shapes, one of ``kernel_test_train`` and ``test_diagonal`` without the
-            other, non-finite values, ``ridge < 0``, or a test diagonal smaller than the squared
-            length of its projection beyond round-off (a kernel that is not positive
-            semi-definite across train and test).
+            other, non-finite values, a ``ridge`` that is not a finite number ``>= 0``, or a
+            test diagonal smaller than the squared length of its projection beyond round-off
+            (a kernel that is not positive semi-definite across train and test).
         numpy.linalg.LinAlgError: as :func:`kernel_solve`, when :math:`K + \lambda I` cannot be
             factorised.
 
@@ -306,11 +326,15 @@ def kernel_features(
         diagonal = _check_shape(
             "test_diagonal", test_diagonal, (cross.shape[0],), "one k(x, x) per test input"
         )
-        for name, value in (("kernel_test_train", cross), ("test_diagonal", diagonal)):
-            if _concrete(value) and not np.isfinite(np.asarray(value)).all():
-                raise ValueError(f"{name} contains non-finite values (NaN or inf)")
     dtype = jnp.result_type(*(a for a in (kernel, cross, diagonal) if a is not None))
-    factor, finite = _cholesky_factor(kernel.astype(dtype), ridge)
+    k = _ridge_exponent(ridge, dtype)
+    if k:  # a ridge near overflow: L = 2^(k/2) chol(K / 2^k + ridge / 2^k I)
+        factor, finite = _cholesky_factor(
+            jnp.ldexp(kernel.astype(dtype), -k), math.ldexp(float(ridge), -k)
+        )
+        factor = jnp.ldexp(factor, k // 2)
+    else:
+        factor, finite = _cholesky_factor(kernel.astype(dtype), ridge)
     if _concrete(finite) and not finite.item():
         raise _not_positive_definite("kernel", kernel.astype(dtype))
     train = jnp.concatenate([factor, jnp.zeros((n, 1), dtype)], axis=1)
@@ -353,6 +377,10 @@ def kernel_spectrum(kernel: ArrayLike) -> tuple[jax.Array, jax.Array]:
         ``(eigenvalues, eigenvectors)``: ``(n,)`` with
         :math:`\lambda_1 \ge \dots \ge \lambda_n`, and ``(n, n)`` orthonormal columns,
         ``eigenvectors[:, i]`` belonging to ``eigenvalues[i]``.
+
+    Raises:
+        ValueError: for a kernel that is not a square ``(n, n)`` array of real numbers with
+            ``n >= 1``, or (concrete input) is not finite or not symmetric.
     """
     kernel = _check_kernel("kernel", kernel)
     eigenvalues, eigenvectors = jnp.linalg.eigh(kernel)
@@ -365,7 +393,10 @@ def kernel_spectrum(kernel: ArrayLike) -> tuple[jax.Array, jax.Array]:
 def _check_times(times, discrete: bool) -> np.ndarray:
     if not _concrete(times):
         raise TypeError("times must be concrete (a list or NumPy array), not a traced value")
-    times = np.asarray(times, dtype=np.float64)
+    try:
+        times = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"times must be a 1-D sequence of numbers, got {times!r}"[:200]) from None
     if times.ndim != 1 or times.size == 0:
         raise ValueError(f"times must be a non-empty 1-D sequence, got shape {times.shape}")
     if np.isnan(times).any() or (times < 0).any():
@@ -411,9 +442,16 @@ def _flow_factors(eigenvalues, times, eta_over_n):
     scale = eta_over_n * times[:, None]  # (T, 1)
     x = scale * eigenvalues[None, :]  # (T, n)
     learned = -jnp.expm1(-x)
-    # (1 - e^{-x})/lambda = a (1 - e^{-x})/x, and (1 - e^{-x})/x -> 1 as x -> 0.
+    # (1 - e^{-x})/lambda = a (1 - e^{-x})/x, and (1 - e^{-x})/x -> 1 as x -> 0. For huge x, where
+    # (1 - e^{-x})/x would underflow (or x overflow), it is 1/lambda (x > 0 implies lambda > 0).
     positive = x > jnp.finfo(x.dtype).tiny
-    gain = scale * jnp.where(positive, learned / jnp.where(positive, x, 1.0), 1.0)
+    huge = x > 2.0**64
+    safe = jnp.where(positive & ~huge, x, 1.0)
+    gain = jnp.where(
+        huge,
+        1.0 / jnp.where(huge, eigenvalues[None, :], 1.0),
+        scale * jnp.where(positive, learned / safe, 1.0),
+    )
     return learned, gain
 
 
@@ -448,7 +486,10 @@ def _finite_time_outputs(kernel, f0, residual, cross, f0_star, times, eta_over_n
     if cross is not None:
         gained = gain[:, :, None] * coefficients
         f_test = f0_star[None] + jnp.einsum("ij,tjk->tik", cross @ eigenvectors, gained)
-    return f_train, f_test, eigenvalues[0], eigenvalues[-1]
+    finite = jnp.all(jnp.isfinite(f_train))
+    if f_test is not None:
+        finite = finite & jnp.all(jnp.isfinite(f_test))
+    return f_train, f_test, eigenvalues[0], eigenvalues[-1], finite
 
 
 def linearized_dynamics(
@@ -513,9 +554,11 @@ def linearized_dynamics(
         ``kernel_test_train``).
 
     Raises:
-        ValueError: bad shapes, ``times`` not 1-D, negative, or (discrete) not integers,
-            ``learning_rate <= 0``, a step size with :math:`\eta\lambda_{\max}/n \ge 2`
-            (discrete), a non-symmetric kernel.
+        ValueError: bad shapes, ``times`` not 1-D numbers, negative, or (discrete) not
+            integers, a ``learning_rate`` that is not a finite number ``> 0``, a step size with
+            :math:`\eta\lambda_{\max}/n \ge 2` (discrete), a non-symmetric kernel, NaN or
+            infinite values in any array argument, a ``discrete`` that is not a bool, or
+            (concrete values) outputs that overflow the dtype.
         TypeError: traced ``times``.
         numpy.linalg.LinAlgError: a kernel with an eigenvalue negative beyond round-off (finite
             times), or one Cholesky cannot factorise in its dtype (``t = np.inf``), as in
@@ -537,6 +580,7 @@ def linearized_dynamics(
     kernel = _check_kernel("kernel", kernel)
     n = kernel.shape[0]
     y = _check_rows("targets", targets, n, "kernel")
+    _check_bool("discrete", discrete)
     times = _check_times(times, discrete)
     _check_positive("learning_rate", learning_rate)
     if f0_train is None:
@@ -567,18 +611,38 @@ def linearized_dynamics(
     finite = np.isfinite(times)
     train_parts, test_parts = [], []
     largest_eigenvalue = None
-    eta_over_n = learning_rate / n
+    concrete_rate = _concrete(learning_rate)
+    eta_over_n = float(learning_rate) / n if concrete_rate else learning_rate / n
     if finite.any():
+        biggest = float(np.finfo(dtype).max)
+        latest = float(times[finite].max())
         if discrete:
             finite_times = jnp.asarray(times[finite].astype(np.int32))
+            # A step too large for the dtype only passes the step-size check for a zero kernel.
+            eta_over_n = min(eta_over_n, biggest) if concrete_rate else eta_over_n
+        elif concrete_rate and max(eta_over_n, latest, eta_over_n * latest) > biggest:
+            # eta / n, t or eta t / n overflows the dtype: pass eta t / n, clipped, as the times
+            # (with eta / n = 1); e^{-eta lambda t / n} has long reached 0 for every lambda > 0.
+            with np.errstate(over="ignore"):  # inf, then clipped
+                scaled = np.minimum(eta_over_n * times[finite], biggest)
+            finite_times = jnp.asarray(scaled, dtype)
+            eta_over_n = 1.0
         else:
             finite_times = jnp.asarray(times[finite], dtype)
-        f_train, f_test, smallest_eigenvalue, largest_eigenvalue = _finite_time_outputs(
-            kernel, f0, residual, cross, f0_star, finite_times, eta_over_n, discrete
+        f_train, f_test, smallest_eigenvalue, largest_eigenvalue, outputs_finite = (
+            _finite_time_outputs(
+                kernel, f0, residual, cross, f0_star, finite_times, eta_over_n, discrete
+            )
         )
         _check_semidefinite(smallest_eigenvalue, largest_eigenvalue)
         if discrete:
             _check_step_size(learning_rate, largest_eigenvalue, n)
+        if _concrete(outputs_finite) and not outputs_finite.item():
+            raise ValueError(
+                f"the outputs overflow {dtype} at times up to {times[finite].max():.3g} with "
+                f"learning_rate={learning_rate!r}: reduce the targets' scale, or compute in "
+                "float64 inside kdbook.enable_x64()"
+            )
         train_parts.append(f_train)
         test_parts.append(f_test)
     if not finite.all():

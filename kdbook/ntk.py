@@ -447,21 +447,44 @@ def _relu_moments(cross, diag1, diag2, gram: bool):
     return value, (math.pi - theta) / (2 * math.pi)
 
 
-def _erf_moments(cross, diag1, diag2, gram: bool):
-    r"""E[erf(u) erf(u')] and E[erf'(u) erf'(u')] (Williams, 1997).
+# Largest relative error of the erf derivative that infinite_kernels returns rather than raising.
+_ERF_ROUNDING_LIMIT = 1e-2
 
-    The derivative's determinant :math:`(1 + 2 d_1)(1 + 2 d_2) - 4 c^2` is computed as
-    :math:`1 + 2 d_1 + 2 d_2 + 4 d_1 d_2 \sin^2\theta`: for inputs of norm 1e4 in float32 the
-    two products are 1e16 and cancel below their round-off (a naive difference gives inf), while
-    each term here is non-negative.
+
+def _erf_determinant(cross, diag1, diag2, gram: bool):
+    r"""The erf derivative's determinant :math:`(1 + 2 d_1)(1 + 2 d_2) - 4 c^2`, and ``(a, b)``.
+
+    Computed as :math:`1 + 2 d_1 + 2 d_2 + 4 d_1 d_2 \sin^2\theta`: for inputs of norm 1e4 in
+    float32 the two products are 1e16 and cancel below their round-off (a naive difference gives
+    inf), while each term here is non-negative.
     """
     a, b = 1.0 + 2.0 * diag1[:, None], 1.0 + 2.0 * diag2[None, :]
-    value = 2.0 / math.pi * jnp.arcsin(jnp.clip(2.0 * cross * jax.lax.rsqrt(a * b), -1.0, 1.0))
     cosine = _cosine(cross, diag1, diag2, gram)
     sine2 = (1.0 - jnp.abs(cosine)) * (1.0 + jnp.abs(cosine))
-    determinant = a + b - 1.0 + 4.0 * diag1[:, None] * diag2[None, :] * sine2
-    derivative = 4.0 / math.pi * jax.lax.rsqrt(determinant)
-    return value, derivative
+    return a, b, a + b - 1.0 + 4.0 * diag1[:, None] * diag2[None, :] * sine2
+
+
+def _erf_moments(cross, diag1, diag2, gram: bool):
+    r"""E[erf(u) erf(u')] and E[erf'(u) erf'(u')] (Williams, 1997)."""
+    a, b, determinant = _erf_determinant(cross, diag1, diag2, gram)
+    value = 2.0 / math.pi * jnp.arcsin(jnp.clip(2.0 * cross * jax.lax.rsqrt(a * b), -1.0, 1.0))
+    return value, 4.0 / math.pi * jax.lax.rsqrt(determinant)
+
+
+def _erf_rounding(cross, diag1, diag2, gram: bool):
+    r"""Relative error that rounding the cosine can cause in the erf derivative, per pair.
+
+    The cosine of two nearly parallel inputs carries an absolute error of a few ulps
+    :math:`\epsilon`, so :math:`\sin^2\theta` carries :math:`\approx 8\epsilon` and the
+    derivative :math:`\propto \det^{-1/2}` a relative :math:`16\epsilon\, d_1 d_2 / \det`
+    (pairs of an input with itself in a Gram matrix are exact).
+    """
+    _, _, determinant = _erf_determinant(cross, diag1, diag2, gram)
+    eps = jnp.finfo(cross.dtype).eps
+    bound = 16.0 * eps * diag1[:, None] * diag2[None, :] / determinant
+    if gram:
+        bound = jnp.where(jnp.eye(bound.shape[0], dtype=bool), 0.0, bound)
+    return bound
 
 
 def infinite_kernels(
@@ -501,7 +524,9 @@ def infinite_kernels(
     Raises:
         ValueError: for inputs that are not 2-D finite numbers of one width, ``depth`` not an
             integer ``>= 0``, an unknown ``activation``, ``w_std``/``b_std`` out of range or
-            so large that their squares overflow, or kernels that overflow the dtype.
+            so large that their squares overflow, or kernels that overflow the dtype; for
+            ``"erf"``, nearly parallel inputs so large that the dtype's rounding of their
+            cosine could change the kernel by more than 1% (use float64 or smaller inputs).
     """
     x1, x2 = _validate_inputs(x1, x2)
     _check_int("depth", depth, minimum=0)
@@ -514,6 +539,16 @@ def infinite_kernels(
     _check_square_fits("b_std", b_std, x1.dtype)
     gram = x2 is None
     args = (x1, x1 if gram else x2, depth, activation, float(w_std), float(b_std))
+    if activation == "erf" and depth > 0:
+        worst = float(_infinite(*args, "rounding", gram))
+        if worst > _ERF_ROUNDING_LIMIT:
+            raise ValueError(
+                f"infinite_kernels(activation='erf'): {x1.dtype} cannot resolve the angle "
+                "between nearly parallel inputs of this size (layer variances "
+                "sigma_w^2 |x|^2 / d this large make the erf derivative's determinant depend "
+                f"on the cosine's last bits: relative error up to {worst:.1g}); rescale the "
+                "inputs or w_std, or compute in float64 inside `with kd.enable_x64():`"
+            )
     return InfiniteKernels(
         _check_no_overflow(_infinite(*args, "nngp", gram), "the NNGP kernel"),
         _check_no_overflow(_infinite(*args, "ntk", gram), "the NTK"),
@@ -538,14 +573,17 @@ def _infinite(x1, x2, depth, activation, w_std, b_std, output, gram):
     diag1 = w_std**2 * jnp.sum(x1**2, axis=1) / d + b_std**2
     diag2 = w_std**2 * jnp.sum(x2**2, axis=1) / d + b_std**2
     ntk = cross
+    worst = jnp.zeros((), cross.dtype)
     for _ in range(depth):
+        if output == "rounding":  # only the erf kernel amplifies the cosine's round-off
+            worst = jnp.maximum(worst, jnp.max(_erf_rounding(cross, diag1, diag2, gram)))
         value, derivative = moments(cross, diag1, diag2, gram)
         if output == "ntk":
             ntk = w_std**2 * value + b_std**2 + w_std**2 * derivative * ntk
         cross = w_std**2 * value + b_std**2
         diag1 = w_std**2 * _diagonal_moment(diag1, activation) + b_std**2
         diag2 = w_std**2 * _diagonal_moment(diag2, activation) + b_std**2
-    return ntk if output == "ntk" else cross
+    return {"ntk": ntk, "nngp": cross, "rounding": worst}[output]
 
 
 def two_layer_ntk(x1: jax.Array, x2: jax.Array | None = None) -> jax.Array:

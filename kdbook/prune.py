@@ -54,8 +54,12 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from kdbook._checks import check_bool as _check_bool
+from kdbook._checks import check_callable as _check_callable
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_key as _check_key
 from kdbook._checks import is_concrete
 from kdbook.functional import Params
 
@@ -196,6 +200,13 @@ def _check_keep(name: str, keep) -> float:
     if not 0.0 < value <= 1.0:  # also rejects NaN
         raise ValueError(f"{name} must be a number in (0, 1] (the fraction kept), got {value!r}")
     return value
+
+
+def _magnitudes(values: np.ndarray) -> np.ndarray:
+    """``|values|`` in float64; integers are converted first, so ``|INT_MIN|`` does not overflow."""
+    if values.dtype.kind in "iub":
+        values = values.astype(np.float64)
+    return np.abs(values).astype(np.float64)
 
 
 def _n_keep(keep: float, n: int) -> int:
@@ -380,7 +391,7 @@ def magnitude_mask(
             magnitudes.append(None)
             continue
         index = np.flatnonzero(kept.ravel())
-        values = np.abs(leaf.ravel()[index]).astype(np.float64)
+        values = _magnitudes(leaf.ravel()[index])
         if np.isnan(values).any():
             raise ValueError(
                 f"scores are NaN at {int(np.isnan(values).sum())} candidate entries of "
@@ -448,10 +459,12 @@ def random_mask(
         A mask with the structure of ``params``; non-prunable leaves are all ``True``.
 
     Raises:
-        ValueError: for ``keep`` outside ``(0, 1]``, an unknown ``scope``, no prunable leaf, or
-            ``groups`` that do not match ``params`` or are not integer labels.
+        ValueError: for ``keep`` outside ``(0, 1]``, a ``key`` that is not a concrete JAX PRNG
+            key, an unknown ``scope``, no prunable leaf, or ``groups`` that do not match
+            ``params`` or are not integer labels.
     """
     keep = _check_keep("keep", keep)
+    _check_key("key", key)
     _check_choice("scope", scope, SCOPES)
     paths, leaves, _ = _flatten(params)
     selected = _selection(params, prunable)
@@ -551,7 +564,7 @@ def neuron_mask(
         unit_axis = int(axis) % len(shape)
         m = shape[unit_axis]
         others = tuple(a for a in range(len(shape)) if a != unit_axis)
-        norms = np.sqrt(np.sum(np.abs(leaf).astype(np.float64) ** 2, axis=others))
+        norms = np.sqrt(np.sum(_magnitudes(leaf) ** 2, axis=others))
         if np.isnan(norms).any():
             raise ValueError(f"scores are NaN in the leaf at {_where(path)}")
         order = np.argsort(-norms, kind="stable")
@@ -730,9 +743,17 @@ def masked_optimizer(
         An ``optax.GradientTransformation``.
 
     Raises:
-        ValueError: (when built) for a mask with non-boolean leaves; (at ``init`` and ``update``)
-            for parameters or updates that do not match the mask.
+        ValueError: (when built) for an ``optimizer`` that is not an Optax gradient transformation
+            or a mask with non-boolean leaves; (at ``init`` and ``update``) for parameters or
+            updates that do not match the mask.
     """
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise ValueError(
+            "optimizer must be an Optax gradient transformation (with init and update), e.g. "
+            f"optax.sgd(0.1), got {type(optimizer).__name__}"
+        )
     _mask_leaves(mask, mask, ref_name="mask")
     mask = jax.tree.map(jnp.asarray, mask)
 
@@ -767,10 +788,16 @@ def count(mask: Mask, *, prunable_only: bool = False, prunable: Prunable = None)
             :func:`magnitude_mask` (default: ``ndim >= 2``).
 
     Raises:
-        ValueError: for non-boolean or traced leaves, or ``prunable`` without ``prunable_only``.
+        ValueError: for a mask without leaves (e.g. ``None``), non-boolean or traced leaves, a
+            ``prunable_only`` that is not a bool, or ``prunable`` without ``prunable_only``.
     """
+    _check_bool("prunable_only", prunable_only)
     if prunable is not None and not prunable_only:
         raise ValueError("prunable= selects leaves only with prunable_only=True")
+    if not jax.tree.leaves(mask):
+        raise ValueError(
+            f"mask must be a pytree of boolean arrays with at least one leaf, got {mask!r}"[:200]
+        )
     leaves = _concrete("mask", _mask_leaves(mask, mask, ref_name="mask"))
     if prunable_only:
         selected = _selection(mask, prunable)
@@ -785,7 +812,7 @@ def density(mask: Mask, *, prunable_only: bool = False, prunable: Prunable = Non
     leaves only (the fraction of weights remaining in Frankle & Carbin's plots).
 
     Raises:
-        ValueError: as :func:`count`, or for a mask with no entries.
+        ValueError: as :func:`count`, or for a mask whose leaves have no entries.
     """
     kept, total = count(mask, prunable_only=prunable_only, prunable=prunable)
     if total == 0:
@@ -794,7 +821,11 @@ def density(mask: Mask, *, prunable_only: bool = False, prunable: Prunable = Non
 
 
 def sparsity(mask: Mask, *, prunable_only: bool = False, prunable: Prunable = None) -> float:
-    """The fraction of entries a mask prunes, ``(total - kept) / total`` (see :func:`density`)."""
+    """The fraction of entries a mask prunes, ``(total - kept) / total`` (see :func:`density`).
+
+    Raises:
+        ValueError: as :func:`density`.
+    """
     kept, total = count(mask, prunable_only=prunable_only, prunable=prunable)
     if total == 0:
         raise ValueError("the mask has no entries: its sparsity is undefined")
@@ -852,15 +883,16 @@ def iterative_magnitude_pruning(
         A :class:`PruningRun` with lists over rounds ``0..rounds``.
 
     Raises:
-        ValueError: for a bad ``rounds``, ``keep_per_round`` or ``scope``, a ``rewind_to``,
-            ``groups`` or a result of ``train`` that does not match ``params``, non-integer
-            group labels, or no prunable leaf.
+        ValueError: for a ``train`` that is not callable, a bad ``rounds``, ``keep_per_round``,
+            ``scope`` or ``progress``, a ``rewind_to``, ``groups`` or a result of ``train`` that
+            does not match ``params``, a result of ``train`` with NaN or infinite values,
+            non-integer group labels, or no prunable leaf.
     """
-    if not callable(train):
-        raise TypeError(f"train must be a function train(params, mask), got {type(train)}")
+    _check_callable("train", train, what="train(params, mask) -> trained params")
     _check_int("rounds", rounds)
     keep = _check_keep("keep_per_round", keep_per_round)
     _check_choice("scope", scope, SCOPES)
+    _check_bool("progress", progress)
     paths, _, _ = _flatten(params)
     _group_leaves(params, groups, _selection(params, prunable), paths, ref_name="params")
     rewind_to = params if rewind_to is None else rewind_to
@@ -886,6 +918,14 @@ def iterative_magnitude_pruning(
                     f"train(params, mask) must return the trained parameters, a pytree like "
                     f"params: {error}"
                 ) from None
+            for path, leaf in zip(paths, trained_leaves, strict=True):
+                try:
+                    _check_finite(f"the leaf at {_where(path)}", leaf)
+                except ValueError as error:
+                    raise ValueError(
+                        f"train(params, mask) must return finite parameters, but in round {r} "
+                        f"{error}"
+                    ) from None
             run.masks.append(mask)
             run.params.append(trained)
             run.densities.append(density(mask, prunable_only=True, prunable=prunable))

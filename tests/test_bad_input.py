@@ -533,7 +533,9 @@ def test_erf_kernel_is_finite_and_accurate_for_large_inputs_in_float32():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(5, 4))
     x = 1e4 * x / np.linalg.norm(x, axis=1, keepdims=True)
-    for x2 in (None, x[:3]):
+    far = rng.normal(size=(3, 4))
+    far = 1e4 * far / np.linalg.norm(far, axis=1, keepdims=True)
+    for x2 in (None, far):
         single = kd.infinite_kernels(
             x.astype(np.float32),
             None if x2 is None else x2.astype(np.float32),
@@ -545,3 +547,27 @@ def test_erf_kernel_is_finite_and_accurate_for_large_inputs_in_float32():
         for a, b in zip(single, double, strict=True):
             assert np.all(np.isfinite(np.asarray(a)))
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3)
+
+
+def test_erf_kernel_refuses_what_float32_cannot_resolve():
+    """The same input in x1 and x2 at norm 1e4: float32's cosine is 1 - 1e-7 instead of 1, which
+    moves the derivative's determinant from 1e8 to ~5e8 (an NTK entry 60% off); float64 is
+    exact enough, and the refusal says how to get it."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(5, 4))
+    x = 1e4 * x / np.linalg.norm(x, axis=1, keepdims=True)
+    with pytest.raises(ValueError, match="float32 cannot resolve the angle.*enable_x64"):
+        kd.infinite_kernels(
+            x.astype(np.float32), x[:3].astype(np.float32), depth=2, activation="erf"
+        )
+    with kd.enable_x64():
+        cross = kd.infinite_kernels(x, x[:3], depth=2, activation="erf")
+        gram = kd.infinite_kernels(x, depth=2, activation="erf")
+    for a, b in zip(cross, gram, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b)[:, :3], rtol=1e-6)
+    small = x.astype(np.float32) / 100  # |x|^2 / d = 2500: resolvable in float32
+    kernels = kd.infinite_kernels(small, small[:3], depth=2, activation="erf")
+    with kd.enable_x64():
+        exact = kd.infinite_kernels(x / 100, x[:3] / 100, depth=2, activation="erf")
+    for a, b in zip(kernels, exact, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3)

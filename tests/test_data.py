@@ -1,9 +1,13 @@
 """kdbook.data: the generators' distributions, determinism and errors."""
 
+import collections
+import pickle
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import kdbook as kd
 
@@ -160,3 +164,93 @@ def test_gaussian_bumps_need_a_finite_positive_amplitude(amplitude):
 def test_infinite_scales_are_refused(call, match):
     with pytest.raises(ValueError, match=f"{match} must be a finite number"):
         call()
+
+
+def test_gaussian_bumps_offset_does_not_depend_on_the_amplitude():
+    # the offset is the median of the unscaled bumps, so the amplitude only scales the logits,
+    # up to the largest one whose logits stay finite in float32 (no overflow, no division by 0)
+    x = kd.sample_uniform(50, dim=2, key=jax.random.key(1))
+    base = kd.make_gaussian_bumps(dim=2, num_bumps=8, amplitude=1.0, key=jax.random.key(0))
+    for amplitude in (3.0, 1e-30, 2e37):
+        bumps = kd.make_gaussian_bumps(
+            dim=2, num_bumps=8, amplitude=amplitude, key=jax.random.key(0)
+        )
+        assert bumps.offset == base.offset
+        logits = bumps.logits(x)
+        assert np.all(np.isfinite(logits))
+        np.testing.assert_allclose(logits / amplitude, base.logits(x), rtol=1e-6, atol=1e-6)
+
+
+def test_flip_labels_accepts_lists_and_numpy_integers_and_keeps_the_range():
+    flipped = kd.flip_labels([0, 1, 2, 2], 1.0, num_classes=np.int64(3), key=jax.random.key(0))
+    assert flipped.shape == (4,) and np.all(np.asarray(flipped) != np.array([0, 1, 2, 2]))
+    assert set(np.asarray(flipped).tolist()) <= {0, 1, 2}
+
+
+def _write_cifar10(folder, n_per_batch=4, seed=0):
+    """A small CIFAR-10 in the official format: six pickled dicts of bytes keys (protocol 2)."""
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in rng.integers(0, 10, n_per_batch)],
+            b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+            b"filenames": [f"img_{i}.png".encode() for i in range(n_per_batch)],
+        }
+        with (folder / name).open("wb") as file:
+            pickle.dump(batch, file, protocol=2)
+        batches[name] = batch
+    return batches
+
+
+def test_load_cifar10_reads_the_official_batches(tmp_path):
+    batches = _write_cifar10(tmp_path / "cifar-10-batches-py")
+    x, y, x_test, y_test = kd.load_cifar10(tmp_path)  # the parent folder works too
+    assert x.shape == (20, 3072) and x.dtype == jnp.float32 and y.dtype == jnp.int32
+    assert x_test.shape == (4, 3072) and y_test.shape == (4,)
+    raw = np.concatenate([batches[f"data_batch_{i}"][b"data"] for i in range(1, 6)])
+    labels = sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
+    np.testing.assert_array_equal(y, labels)
+    # channel-first rows become (height, width, channel), standardised per channel
+    hwc = raw.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float64) / 255
+    mean, std = hwc.reshape(-1, 3).mean(0), hwc.reshape(-1, 3).std(0)
+    np.testing.assert_allclose(x, ((hwc - mean) / std).reshape(20, 3072), rtol=1e-5, atol=1e-5)
+    assert abs(float(x[0, 1]) - (hwc[0, 0, 0, 1] - mean[1]) / std[1]) < 1e-5  # green of pixel 0
+    first = kd.load_cifar10(tmp_path / "cifar-10-batches-py", n_train=6, n_test=2)
+    np.testing.assert_array_equal(first[1], labels[:6])
+    assert first[0].shape == (6, 3072) and first[2].shape == (2, 3072)
+    model = kd.CNN((32, 32, 3), channels=(2, 2), out_features=10, rngs=nnx.Rngs(0))
+    assert model(x[:2]).shape == (2, 10)
+
+
+def test_load_cifar10_clear_errors(tmp_path):
+
+    with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz"):
+        kd.load_cifar10(tmp_path / "nowhere")
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar10(folder)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match="missing: data_batch_3"):
+        kd.load_cifar10(folder)
+    _write_cifar10(folder)
+    (folder / "data_batch_2").write_bytes(b"\x80\x02truncated")
+    with pytest.raises(ValueError, match="data_batch_2 is not a CIFAR-10 python batch"):
+        kd.load_cifar10(folder)
+    _write_cifar10(folder)
+    with (folder / "test_batch").open("wb") as file:  # a class that is not arrays or bytes
+        pickle.dump({b"data": collections.Counter(), b"labels": []}, file)
+    with pytest.raises(ValueError, match="test_batch is not a CIFAR-10 python batch"):
+        kd.load_cifar10(folder)
+    _write_cifar10(folder)
+    with (folder / "data_batch_1").open("wb") as file:
+        pickle.dump({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}, file)
+    with pytest.raises(ValueError, match=r"expected \(n, 3072\)"):
+        kd.load_cifar10(folder)
+    _write_cifar10(folder)
+    with pytest.raises(ValueError, match="n_train must be <= 20"):
+        kd.load_cifar10(folder, n_train=21)
+    with pytest.raises(ValueError, match="n_test must be an integer"):
+        kd.load_cifar10(folder, n_test=True)

@@ -347,7 +347,7 @@ KERNEL, CROSS, Y = np.eye(3) + 0.1, np.ones((2, 3)), np.ones(3)
         (lambda: kernel_solve(KERNEL, Y, ridge=-1.0), "ridge must be >= 0, got -1.0"),
         (lambda: kernel_solve(np.triu(KERNEL), Y), "kernel must be symmetric"),
         (lambda: kernel_solve(KERNEL * np.nan, Y), "kernel contains non-finite"),
-        (lambda: kernel_solve(KERNEL, Y * np.inf), "targets contains non-finite"),
+        (lambda: kernel_solve(KERNEL, Y * np.inf), "targets contains .*(NaN|non-finite)"),
         (lambda: kernel_spectrum(np.ones((2, 3))), "kernel must be a square"),
         (lambda: kernel_regression(KERNEL, np.ones(2)), r"targets must have shape \(3,\)"),
         (
@@ -524,7 +524,7 @@ def test_kernel_features_bad_input():
             kd.kernel_features(kernel, kernel_test_train=cross, test_diagonal=diagonal[:2])
         with pytest.raises(ValueError, match="not positive semi-definite"):
             kd.kernel_features(kernel, kernel_test_train=cross, test_diagonal=0.01 * diagonal)
-        with pytest.raises(ValueError, match="non-finite"):
+        with pytest.raises(ValueError, match="kernel_test_train contains .*(NaN|non-finite)"):
             kd.kernel_features(kernel, kernel_test_train=cross * np.nan, test_diagonal=diagonal)
         with pytest.raises(ValueError, match="ridge"):
             kd.kernel_features(kernel, ridge=-1.0)
@@ -547,3 +547,41 @@ def test_kernel_features_bad_input():
 def test_infinite_hyperparameters_are_refused_not_turned_into_nan(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------- numerical extremes
+
+
+@pytest.mark.parametrize("ridge", [1e36, 1e38, 1e39, 1e300])
+def test_a_ridge_near_or_beyond_float32_overflow_gives_the_float64_solution(ridge):
+    # a kernel of scale 1e30 with a ridge beyond it: the system is rescaled by a power of two
+    kernel, _, y, _, _ = problem(n=6, k=1, jitter=0.05)
+    kernel, y = kernel * 1e30, y[:, 0] * 1e20
+    reference = np.linalg.solve(kernel + ridge * np.eye(6), y)  # float64
+    solution = kernel_solve(kernel.astype(np.float32), y.astype(np.float32), ridge=ridge)
+    tolerance = 1e-6 * np.max(np.abs(reference)) + 1e-37  # float32 has no 1e-280: 0
+    np.testing.assert_allclose(solution, reference, rtol=0, atol=tolerance)
+    if ridge < 1e300:  # sqrt(1e300) overflows float32: only then are the features inf
+        train, _ = kd.kernel_features(kernel.astype(np.float32), ridge=ridge)
+        factor = np.linalg.cholesky(kernel + ridge * np.eye(6))
+        np.testing.assert_allclose(train[:, :6], factor, rtol=1e-5, atol=1e-6 * factor.max())
+
+
+def test_huge_times_and_learning_rates_reach_the_limit_in_float32():
+    kernel, cross, y, _, _ = problem(n=6, m=2, k=1, jitter=0.05)
+    kernel, cross, y = (a.astype(np.float32) for a in (kernel, cross, y[:, 0]))
+    limit_train, limit_test = linearized_dynamics(
+        kernel, y, times=[np.inf], learning_rate=1.0, kernel_test_train=cross
+    )
+    # eta t / n beyond float32's range, and times whose (1 - e^{-x})/x would underflow
+    for times, learning_rate in (([1e38, 1e40], 1.0), ([1.0, 1e10], 1e300)):
+        f_train, f_test = linearized_dynamics(
+            kernel, y, times=times, learning_rate=learning_rate, kernel_test_train=cross
+        )
+        np.testing.assert_allclose(f_train, np.broadcast_to(limit_train, f_train.shape), atol=1e-5)
+        np.testing.assert_allclose(f_test, np.broadcast_to(limit_test, f_test.shape), atol=1e-5)
+    # a zero kernel does not move, whatever the (discrete) step
+    f_train, _ = linearized_dynamics(
+        np.zeros((3, 3)), np.ones(3), times=[5], learning_rate=1e300, discrete=True
+    )
+    np.testing.assert_array_equal(f_train, 0.0)

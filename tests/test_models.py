@@ -70,7 +70,7 @@ def test_ntk_output_variance_matches_the_first_layer_formula():
     x = jnp.ones((1, 4)) * 0.5
 
     def output(key):
-        model = kd.MLP(4, depth=1, width=512, out_features=1, w_std=1.0, rngs=nnx.Rngs(key))
+        model = kd.MLP(4, depth=1, width=128, out_features=1, w_std=1.0, rngs=nnx.Rngs(key))
         return model(x)[0, 0]
 
     outs = jax.jit(jax.vmap(output))(jax.random.split(jax.random.key(0), 20_000))

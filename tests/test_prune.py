@@ -845,3 +845,11 @@ def test_other_bad_arguments_are_rejected():
         jax.jit(lambda t: prune.magnitude_mask(t, 0.5))(tree)
     with pytest.raises(ValueError, match="no entries"):
         prune.density({"w": jnp.ones((0, 3), bool)})
+
+
+def test_integer_scores_are_ranked_without_overflow_of_their_magnitude():
+    # |INT_MIN| overflows int32 (np.abs(-2**31) == -2**31); the ranking uses float64 magnitudes
+    scores = {"w": np.array([[-(2**31), 1, 2, 3]], np.int32)}
+    np.testing.assert_array_equal(prune.magnitude_mask(scores, 0.25)["w"], [[1, 0, 0, 0]])
+    columns = {"w": np.array([[-128, 1], [0, 100]], np.int8)}  # column norms 128 and 100.005
+    np.testing.assert_array_equal(prune.neuron_mask(columns, 0.5)["w"], [[1, 0], [1, 0]])

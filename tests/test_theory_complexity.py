@@ -249,3 +249,33 @@ def test_centring_the_targets_changes_no_margin_of_the_kernel_student():
         assert kd.adjusted_supervision_complexity(kernel, centred) < (
             kd.adjusted_supervision_complexity(kernel, targets)
         )
+
+
+# ----------------------------------------------------------------------------- numerical extremes
+
+
+def _small_problem():
+    x = np.asarray(kd.sample_sphere(6, dim=3, key=jax.random.key(7)), np.float64)
+    return x @ x.T + 0.5 * np.eye(6), x[:, 0] + 0.3
+
+
+@pytest.mark.parametrize("kernel_scale, target_scale", [(1e25, 1.0), (1e-25, 1.0), (1.0, 1e12)])
+def test_kernel_alignment_is_scale_invariant_in_float32(kernel_scale, target_scale):
+    kernel, y = _small_problem()
+    reference = (y @ kernel @ y) / (np.linalg.norm(kernel) * (y @ y))  # float64 closed form
+    value = kd.kernel_alignment(
+        (kernel * kernel_scale).astype(np.float32), (y * target_scale).astype(np.float32)
+    )
+    assert float(value) == pytest.approx(reference, rel=1e-5)
+
+
+def test_kernel_complexity_and_its_adjusted_form_of_extreme_scales_in_float32():
+    kernel, y = _small_problem()
+    reference = np.sqrt(y @ np.linalg.solve(kernel, y))  # float64
+    value = kd.kernel_complexity(kernel.astype(np.float32), (y * 1e20).astype(np.float32))
+    assert float(value) == pytest.approx(1e20 * reference, rel=1e-5)
+    # the trace of 6 K * 1e38 overflows float32; the adjusted complexity is scale-invariant
+    adjusted = np.sqrt(np.trace(kernel) * (y @ np.linalg.solve(kernel, y))) / 6
+    for scale in (1e38, 1e-30):
+        value = kd.adjusted_supervision_complexity((kernel * scale).astype(np.float32), y)
+        assert float(value) == pytest.approx(adjusted, rel=1e-4)

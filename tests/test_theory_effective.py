@@ -194,3 +194,19 @@ def test_correction_threshold_closed_forms_and_edges():
         kd.correction_threshold(soft_ratio=-0.1)
     with pytest.raises(ValueError, match="temperature"):
         kd.correction_threshold(soft_ratio=0.5, temperature=-1.0)
+
+
+def test_effective_logits_at_tiny_temperatures_match_the_asymptotic_root():
+    # For T -> 0 and label 1, G(z) = (1 - rho)(s(z) - 1) + rho T (s(z/T) - s(z_t/T)) has the root
+    # z = z_t/T + log((1 - rho)/(rho T)) for a correct teacher (z_t > 0; it used to be capped at
+    # 2^64 by the bracket) and z = -logit(rho T/(1 - rho)) for a wrong one (z_t < 0).
+    rho, teacher = 0.3, np.array([2.0, -1.0])
+    for temperature in (1e-20, 1e-30):
+        z = kd.effective_logits(teacher, np.ones(2, int), soft_ratio=rho, temperature=temperature)
+        expected = [
+            2.0 / temperature + np.log((1 - rho) / (rho * temperature)),
+            np.log((1 - rho) / (rho * temperature) - 1),
+        ]
+        np.testing.assert_allclose(z, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="effective logits overflow float32"):
+        kd.effective_logits(np.array([1e10]), np.ones(1, int), soft_ratio=rho, temperature=1e-30)

@@ -76,3 +76,14 @@ def test_group_similarity_sees_planted_blocks_and_not_shuffled_ones():
 def test_group_similarity_rejects_bad_input(vectors, groups, measure, match):
     with pytest.raises(ValueError, match=match):
         kd.group_similarity(vectors, groups, measure=measure)
+
+
+@pytest.mark.parametrize("measure", ["cosine", "correlation"])
+@pytest.mark.parametrize("scale", [1e20, 1e-25])
+def test_group_similarity_is_scale_invariant_in_float32(measure, scale):
+    vectors = np.array([[1.0, 0.2, 0.1], [1.0, 0.0, 0.3], [0.0, 1.0, 0.2], [0.2, 1.0, 0.0]])
+    groups = np.array([0, 0, 1, 1])
+    within, between = _naive_group_similarity(vectors, groups, measure == "correlation")
+    result = kd.group_similarity((vectors * scale).astype(np.float32), groups, measure=measure)
+    np.testing.assert_allclose([result.within, result.between], [within, between], rtol=1e-5)
+    np.testing.assert_allclose(np.diag(result.matrix), 1.0, rtol=1e-6)

@@ -268,3 +268,28 @@ def test_sign_disagreement_counts_sign_changes_and_is_transfer_risks_core():
         kd.sign_disagreement(a, b[:3])
     with pytest.raises(ValueError, match=r"shape \(m,\)"):
         kd.sign_disagreement(a[:, None], b[:, None])
+
+
+# ----------------------------------------------------------------------------- numerical extremes
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-25])
+def test_angles_and_risks_do_not_overflow_or_underflow_in_float32(scale):
+    # closed form: the angle between (1, 0) and (1, 0.1) is arctan(0.1), at any common scale
+    a, b = np.array([1.0, 0.0], np.float32) * scale, np.array([1.0, 0.1], np.float32) * scale
+    assert float(theory.vector_angle(a, b)) == pytest.approx(np.arctan(0.1), rel=1e-6)
+    assert float(theory.gaussian_transfer_risk(a, b)) == pytest.approx(np.arctan(0.1) / np.pi)
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    w, w_star = np.array([1.0, 0.5, -0.2], np.float32), np.array([0.8, -0.1, 0.3], np.float32)
+    reference = np.arcsin(np.abs(x @ w_star) / np.linalg.norm(w_star))  # float64, unit rows
+    angles = theory.boundary_angles((x * scale).astype(np.float32), w_star / scale)
+    np.testing.assert_allclose(angles, reference, rtol=1e-5, atol=1e-6)
+    risk = float(np.mean((x @ w >= 0) != (x @ w_star >= 0)))
+    assert float(theory.transfer_risk(w * scale, w_star / scale, x)) == pytest.approx(risk)
+    covariance = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    np.testing.assert_allclose(
+        theory.gaussian_transfer_risk(w * scale, w_star, covariance=covariance * scale),
+        theory.gaussian_transfer_risk(w, w_star, covariance=covariance),
+        rtol=1e-5,
+    )

@@ -12,9 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from kdbook._checks import as_float_array as _as_float_array
+from kdbook._checks import check_finite as _check_finite
+from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete
 from kdbook.kernels import kernel_solve
+from kdbook.theory._scaling import unit_scale
 
 
 def kernel_complexity(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0.0) -> jax.Array:
@@ -29,6 +33,10 @@ def kernel_complexity(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0
     on eigenvectors of :math:`K` with large eigenvalues have small complexity:
     :math:`y^\top K^{-1} y = \sum_i (v_i^\top y)^2 / \lambda_i`.
 
+    The targets are divided by a power of two near their largest entry before the solve and
+    the result multiplied back (exact: the complexity is proportional to the targets' scale), so
+    that large targets do not overflow :math:`y^\top K^{-1} y`.
+
     Args:
         kernel: :math:`K`, ``(n, n)`` symmetric positive definite (or semi-definite with
             ``ridge > 0``).
@@ -41,11 +49,22 @@ def kernel_complexity(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0
 
     Raises:
         ValueError, numpy.linalg.LinAlgError: as :func:`kdbook.kernels.kernel_solve` (a kernel
-            Cholesky cannot factorise raises instead of returning NaN).
+            Cholesky cannot factorise raises instead of returning NaN); ValueError also when
+            (concrete input) the complexity itself overflows the dtype.
     """
-    targets = jnp.asarray(targets)
-    weights = kernel_solve(kernel, targets, ridge=ridge)
-    return jnp.sqrt(jnp.maximum(jnp.sum(targets * weights), 0.0))
+    targets = _as_float_array("targets", targets)
+    _check_finite("targets", targets)
+    _check_nonnegative("ridge", ridge)
+    scaled, exponent = unit_scale(targets)
+    weights = kernel_solve(kernel, scaled, ridge=ridge)
+    value = jnp.sqrt(jnp.maximum(jnp.sum(scaled * weights), 0.0))
+    value = jnp.ldexp(value, exponent.reshape(()))
+    if is_concrete(value) and not np.isfinite(float(value)):
+        raise ValueError(
+            f"the complexity of the targets overflows {value.dtype}: rescale the kernel or the "
+            "targets, or compute in float64 inside kdbook.enable_x64()"
+        )
+    return value
 
 
 def kernel_alignment(kernel: ArrayLike, targets: ArrayLike) -> jax.Array:
@@ -62,6 +81,9 @@ def kernel_alignment(kernel: ArrayLike, targets: ArrayLike) -> jax.Array:
     change when :math:`K` or :math:`y` is rescaled. A kernel aligned with the targets puts their
     energy on its large eigenvalues, where gradient descent fits fast.
 
+    Both are divided by a power of two near their largest entry first (exact, and the alignment
+    does not change), so kernels and targets of any scale neither overflow nor underflow.
+
     Args:
         kernel: :math:`K`, ``(n, n)`` (symmetric in use; not required).
         targets: ``(n,)``, or ``(n, k)`` (then :math:`\operatorname{tr}(Y^\top K Y) /
@@ -71,11 +93,11 @@ def kernel_alignment(kernel: ArrayLike, targets: ArrayLike) -> jax.Array:
         A scalar.
 
     Raises:
-        ValueError: for shapes that do not match, or (concrete inputs) a zero kernel or zero
-            targets, for which the cosine is undefined.
+        ValueError: for shapes that do not match, or (concrete inputs) NaN or infinite entries,
+            a zero kernel or zero targets, for which the cosine is undefined.
     """
-    kernel = jnp.asarray(kernel)
-    targets = jnp.asarray(targets)
+    kernel = _as_float_array("kernel", kernel)
+    targets = _as_float_array("targets", targets)
     n = kernel.shape[0] if kernel.ndim == 2 else -1
     if kernel.ndim != 2 or kernel.shape[1] != n or targets.ndim not in (1, 2):
         raise ValueError(
@@ -84,11 +106,19 @@ def kernel_alignment(kernel: ArrayLike, targets: ArrayLike) -> jax.Array:
         )
     if targets.shape[0] != n:
         raise ValueError(f"targets must have n={n} rows like kernel, got shape {targets.shape}")
-    y = targets.reshape(n, -1)
+    _check_finite("kernel", kernel)
+    _check_finite("targets", targets)
+    for name, value in (("kernel", kernel), ("targets", targets)):
+        if is_concrete(value) and not np.any(np.asarray(value)):
+            raise ValueError(f"{name} must be non-zero: the alignment with zero is undefined")
+    kernel = unit_scale(kernel)[0]
+    y = unit_scale(targets.reshape(n, -1))[0]
     gram = y @ y.T
     kernel_norm, target_norm = jnp.linalg.norm(kernel), jnp.linalg.norm(gram)
-    if is_concrete(kernel_norm, target_norm) and not (kernel_norm > 0 and target_norm > 0):
-        raise ValueError("kernel and targets must be non-zero: the alignment of zero is undefined")
+    if is_concrete(kernel_norm, target_norm):
+        for name, norm in (("kernel", kernel_norm), ("targets", target_norm)):
+            if not norm > 0:
+                raise ValueError(f"{name} must be non-zero: the alignment with zero is undefined")
     return jnp.sum(kernel * gram) / (kernel_norm * target_norm)
 
 
@@ -128,7 +158,7 @@ def adjusted_supervision_complexity(
 
     Raises:
         ValueError: as :func:`kdbook.kernels.kernel_solve`, and (concrete input) for a kernel
-            whose trace is not positive.
+            with NaN or infinite entries or whose trace is not positive.
         numpy.linalg.LinAlgError: when Cholesky cannot factorise the (ridged) kernel.
 
     Example:
@@ -139,10 +169,13 @@ def adjusted_supervision_complexity(
         >>> round(float(a), 4), round(float(b / a), 4)
         (1.4142, 3.0)
     """
-    kernel = jnp.asarray(kernel)
+    kernel = _as_float_array("kernel", kernel)
     if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[-1]:
         raise ValueError(f"kernel must be a square (n, n) matrix, got shape {kernel.shape}")
+    _check_finite("kernel", kernel)
     n = kernel.shape[0]
+    # Dividing by a power of two changes nothing below (exact) and keeps the trace finite.
+    kernel = unit_scale(kernel)[0]
     trace = jnp.trace(kernel)
     if is_concrete(trace) and not float(trace) > 0:
         raise ValueError(
@@ -153,11 +186,12 @@ def adjusted_supervision_complexity(
 
 
 def _check_class_outputs(name: str, outputs: ArrayLike, labels: ArrayLike, labels_name: str):
-    outputs, labels = jnp.asarray(outputs), jnp.asarray(labels)
+    outputs, labels = _as_float_array(name, outputs), jnp.asarray(labels)
     if outputs.ndim != 2 or outputs.shape[1] < 2:
         raise ValueError(
             f"{name} must have shape (n, k) with k >= 2 classes, got shape {outputs.shape}"
         )
+    _check_finite(name, outputs)
     if labels.shape != outputs.shape[:1] or not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(
             f"{labels_name} must be ({outputs.shape[0]},) integers, one per row of {name}, got "
@@ -188,7 +222,7 @@ def multiclass_margin(outputs: ArrayLike, labels: ArrayLike) -> jax.Array:
 
     Raises:
         ValueError: for shapes that do not match, fewer than two classes, or (concrete input)
-            labels outside ``[0, k)``.
+            NaN or infinite outputs or labels outside ``[0, k)``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -273,17 +307,19 @@ def supervision_bound_terms(
         A :class:`BoundTerms`.
 
     Raises:
-        ValueError: for shapes that do not match, labels outside ``[0, k)``, ``margin <= 0``,
+        ValueError: for shapes that do not match, labels outside ``[0, k)``, a ``margin`` that
+            is not a finite number ``> 0``, NaN or infinite outputs or targets (concrete input),
             constant targets (nothing to fit once centred), and as
             :func:`adjusted_supervision_complexity`.
     """
     _check_positive("margin", margin)
     outputs, labels = _check_class_outputs("outputs", outputs, labels, "labels")
-    targets = jnp.asarray(targets)
+    targets = _as_float_array("targets", targets)
     if targets.shape != outputs.shape:
         raise ValueError(
             f"targets must have the shape of outputs {outputs.shape}, got {targets.shape}"
         )
+    _check_finite("targets", targets)
     centred = targets - jnp.mean(targets, axis=1, keepdims=True)
     if is_concrete(centred) and not bool(jnp.any(centred != 0)):
         raise ValueError("targets must differ between classes: every row of targets is constant")

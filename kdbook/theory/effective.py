@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete
@@ -45,8 +47,9 @@ def _hinton_positive(u, rho, temperature, iterations: int = 160):
     :math:`z` and negative for :math:`z \le u`. The sign of :math:`G` is decided in log space,
     :math:`\log(\rho T) + \log(s(z/T) - s(u/T))` against
     :math:`\log(1-\rho) - \mathrm{softplus}(z)`, so it stays exact where both sigmoids are
-    close to 1. The bracket :math:`[u, u + w]` doubles ``w`` until :math:`G(u + w) \ge 0`, then
-    bisection halves it ``iterations`` times (to round-off for brackets up to :math:`2^{64}`).
+    close to 1. The bracket :math:`[u, u + w]` doubles ``w`` until :math:`G(u + w) \ge 0` (at
+    most until ``w`` overflows: the root is near :math:`u/T` for a correct teacher at a tiny
+    temperature), then bisection halves it ``iterations`` times (to round-off for any bracket).
     """
     log_soft = jnp.log(rho * temperature)
     log_hard = jnp.log1p(-rho)
@@ -55,10 +58,18 @@ def _hinton_positive(u, rho, temperature, iterations: int = 160):
         gap = _log_sigmoid_difference(z / temperature, u / temperature)
         return log_soft + gap >= log_hard - jax.nn.softplus(z)
 
-    def widen(_, width):
-        return jnp.where(positive(u + width), width, 2.0 * width)
+    def widen(state):
+        count, width, done = state
+        width = jnp.where(done, width, 2.0 * width)
+        return count + 1, width, positive(u + width) | ~jnp.isfinite(width)
 
-    width = jax.lax.fori_loop(0, 64, widen, jnp.ones_like(u))
+    def widening(state):
+        count, _, done = state
+        return (count <= jnp.finfo(u.dtype).maxexp) & ~jnp.all(done)
+
+    ones = jnp.ones_like(u)
+    state = (jnp.zeros((), jnp.int32), ones, positive(u + ones))
+    width = jax.lax.while_loop(widening, widen, state)[1]
     low, high = u + jnp.where(width > 1.0, width / 2.0, 0.0), u + width
 
     def halve(_, bracket):
@@ -107,7 +118,11 @@ def effective_logits(
         teacher_logits: ``(n,)`` (or any shape) teacher logits :math:`z^t`, finite.
         labels: integer or boolean labels in ``{0, 1}``, the same shape.
         soft_ratio: :math:`\rho \in [0, 1]`.
-        temperature: :math:`T > 0`, finite.
+        temperature: :math:`T > 0`, finite, at least the smallest normal number of the teacher
+            logits' dtype (``tiny``, about ``1.2e-38`` in float32) and, for ``"hinton"``, at
+            most ``eps / tiny`` (about ``1e31`` in float32; beyond, ``z / T`` underflows). A
+            correct teacher at a tiny temperature has an effective logit near :math:`z^t / T`,
+            which must not overflow.
         convention: ``"hinton"`` (default, as in :func:`~kdbook.losses.kd_loss`) or
             ``"shared"``.
 
@@ -116,9 +131,9 @@ def effective_logits(
 
     Raises:
         ValueError: for shapes that differ, labels outside ``{0, 1}``, non-finite teacher logits,
-            ``soft_ratio`` outside ``[0, 1]``, a temperature that is not finite and positive, or an
-            unknown convention. Value checks are skipped for traced values (inside ``jit`` or
-            ``vmap``).
+            ``soft_ratio`` outside ``[0, 1]``, a temperature that is not finite and positive or
+            outside the range above, an unknown convention, or effective logits that overflow
+            the dtype. Value checks are skipped for traced values (inside ``jit`` or ``vmap``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -127,9 +142,7 @@ def effective_logits(
         True
     """
     _check_choice("convention", convention, CONVENTIONS)
-    teacher = jnp.asarray(teacher_logits)
-    if not jnp.issubdtype(teacher.dtype, jnp.inexact):
-        teacher = teacher.astype(jnp.result_type(float))
+    teacher = _as_float_array("teacher_logits", teacher_logits)
     labels = jnp.asarray(labels)
     if labels.shape != teacher.shape:
         raise ValueError(
@@ -139,11 +152,34 @@ def effective_logits(
         raise ValueError(f"labels must be integers in {{0, 1}}, got dtype {labels.dtype}")
     if is_concrete(labels) and labels.size and not np.isin(np.asarray(labels), (0, 1)).all():
         raise ValueError("labels must be 0 or 1 (binary classification)")
-    if is_concrete(teacher) and not np.isfinite(np.asarray(teacher)).all():
-        raise ValueError("teacher_logits contains non-finite values (NaN or inf)")
+    _check_finite("teacher_logits", teacher)
     _check_unit_interval("soft_ratio", soft_ratio)
     _check_positive("temperature", temperature)
-    return _effective_logits(teacher, labels.astype(bool), soft_ratio, temperature, convention)
+    info = jnp.finfo(teacher.dtype)
+    lowest, highest = float(info.tiny), float(info.eps) / float(info.tiny)
+    if is_concrete(temperature) and float(temperature) < lowest:
+        raise ValueError(
+            f"temperature must be >= {lowest:.3g} (the smallest normal {teacher.dtype}) for "
+            f"{teacher.dtype} teacher logits, got {float(temperature)!r}; float64 "
+            "(kdbook.enable_x64()) allows smaller ones"
+        )
+    if is_concrete(temperature) and convention == "hinton" and float(temperature) > highest:
+        raise ValueError(
+            f"temperature must be <= {highest:.3g} for {teacher.dtype} teacher logits with "
+            f"convention='hinton' (beyond, logits / temperature underflow and the soft term is "
+            f"lost), got {float(temperature)!r}; float64 (kdbook.enable_x64()) allows larger ones"
+        )
+    result = _effective_logits(teacher, labels.astype(bool), soft_ratio, temperature, convention)
+    if is_concrete(result, soft_ratio) and float(soft_ratio) > 0:
+        finite = np.isfinite(np.asarray(result))
+        if not finite.all():
+            raise ValueError(
+                f"the effective logits overflow {result.dtype} at {int((~finite).sum())} "
+                f"examples (temperature={float(temperature)!r}; for a correct teacher at a small "
+                "temperature they are near teacher_logits / temperature): use a temperature "
+                "closer to 1, or float64 inside kdbook.enable_x64()"
+            )
+    return result
 
 
 @partial(jax.jit, static_argnames="convention")
@@ -188,6 +224,10 @@ def correction_threshold(
 
     Returns:
         :math:`\tau \le 0` as a float (``-inf`` when every wrong logit is corrected).
+
+    Raises:
+        ValueError: for a ``soft_ratio`` outside ``[0, 1]``, a ``temperature`` that is not a
+            finite number ``> 0``, or an unknown convention.
     """
     _check_choice("convention", convention, CONVENTIONS)
     _check_unit_interval("soft_ratio", soft_ratio)

@@ -11,8 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import is_concrete
+from kdbook.theory._scaling import unit_scale
 
 
 class GroupSimilarity(NamedTuple):
@@ -48,6 +51,9 @@ def group_similarity(
     structure of classes that resemble each other, the "domain knowledge" that Tang et al. (2020)
     say a teacher's soft labels carry.
 
+    Each row is divided by a power of two near its largest entry before the cosines are formed
+    (exact, and the cosines do not change), so rows of any scale neither overflow nor underflow.
+
     Args:
         vectors: ``(k, d)``, one vector per row.
         groups: ``(k,)`` integer group of each row; some group must have two rows, and there must
@@ -58,8 +64,9 @@ def group_similarity(
         A :class:`GroupSimilarity`.
 
     Raises:
-        ValueError: for shapes that do not match, too few groups, or (concrete inputs) a zero
-            vector (a constant one, for ``"correlation"``), whose cosine is undefined.
+        ValueError: for shapes that do not match, too few groups, or (concrete inputs) NaN or
+            infinite entries, or a zero vector (a constant one, for ``"correlation"``), whose
+            cosine is undefined.
 
     Example:
         >>> import jax.numpy as jnp
@@ -69,9 +76,10 @@ def group_similarity(
         (0.981, 0.194)
     """
     _check_choice("measure", measure, ("cosine", "correlation"))
-    vectors, groups = jnp.asarray(vectors), np.asarray(groups)
+    vectors, groups = _as_float_array("vectors", vectors), np.asarray(groups)
     if vectors.ndim != 2:
         raise ValueError(f"vectors must have shape (k, d), one vector per row, got {vectors.shape}")
+    _check_finite("vectors", vectors)
     if groups.shape != (vectors.shape[0],) or not np.issubdtype(groups.dtype, np.integer):
         raise ValueError(
             f"groups must be ({vectors.shape[0]},) integers, one per row of vectors, got "
@@ -84,8 +92,9 @@ def group_similarity(
             "groups needs a group with two rows and at least two groups, got "
             f"{np.unique(groups).size} group(s) of sizes {np.unique(groups, return_counts=True)[1]}"
         )
+    vectors = unit_scale(vectors, axis=1)[0]
     if measure == "correlation":
-        vectors = vectors - jnp.mean(vectors, axis=1, keepdims=True)
+        vectors = unit_scale(vectors - jnp.mean(vectors, axis=1, keepdims=True), axis=1)[0]
     norms = jnp.linalg.norm(vectors, axis=1)
     if is_concrete(norms) and not np.all(np.asarray(norms) > 0):
         zero = int(np.argmin(np.asarray(norms) > 0))

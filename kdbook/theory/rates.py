@@ -14,17 +14,45 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
     r"""Fit :math:`y \approx C x^{a}` by least squares on :math:`(\log x, \log y)`.
 
     Args:
-        x, y: 1-D positive sequences of the same length (at least 2).
+        x, y: 1-D positive sequences of the same length (at least 2); ``x`` not all equal.
 
     Returns:
         ``(a, C)``: the exponent (the log-log slope) and the constant.
+
+    Raises:
+        ValueError: for sequences that are not numbers, not 1-D or of different lengths or
+            shorter than 2, entries that are not positive and finite, an ``x`` whose entries
+            are all equal (the slope is undefined), or a constant :math:`C` beyond float64.
     """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    arrays = []
+    for name, value in (("x", x), ("y", y)):
+        try:
+            arrays.append(np.asarray(value, dtype=float))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} must be a 1-D sequence of numbers, got {value!r}"[:200]
+            ) from None
+    x, y = arrays
     if x.shape != y.shape or x.ndim != 1 or x.size < 2:
         raise ValueError(f"x and y must be 1-D of the same length >= 2, got {x.shape}, {y.shape}")
-    if np.any(x <= 0) or np.any(y <= 0) or not np.all(np.isfinite(np.log(y))):
-        raise ValueError("x and y must be positive and finite for a power-law fit")
-    slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
+    for name, value in (("x", x), ("y", y)):
+        if not np.all(np.isfinite(value) & (value > 0)):
+            raise ValueError(
+                f"{name} must be positive and finite for a power-law fit, got {value.tolist()}"[
+                    :200
+                ]
+            )
+    log_x = np.log(x)
+    if np.all(log_x == log_x[0]):
+        raise ValueError(
+            f"x must not be all equal: the log-log slope is undefined, got {x.tolist()}"[:200]
+        )
+    slope, intercept = np.polyfit(log_x, np.log(y), 1)
+    if intercept > np.log(np.finfo(np.float64).max):
+        raise ValueError(
+            f"the constant C = exp({intercept:.6g}) of the fit overflows float64: rescale x "
+            "(the fit extrapolates to x = 1)"
+        )
     return float(slope), float(np.exp(intercept))
 
 

@@ -12,26 +12,36 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from kdbook._checks import as_float_array as _as_float_array
+from kdbook._checks import check_bool as _check_bool
 from kdbook._checks import check_choice as _check_choice
+from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete
 from kdbook.functional import _angle
+from kdbook.kernels import _check_kernel
+from kdbook.theory._scaling import unit_scale
 
 
 def _as_vector(name: str, value: ArrayLike) -> jax.Array:
-    array = jnp.asarray(value)
+    """A non-empty float vector, finite when concrete."""
+    array = _as_float_array(name, value)
     if array.ndim != 1 or array.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty 1-D vector of shape (d,), got {array.shape}")
+    _check_finite(name, array)
     return array
 
 
 def _as_points(name: str, value: ArrayLike, dim: int) -> jax.Array:
-    array = jnp.asarray(value)
+    """A float ``(n, dim)`` array with ``n >= 1``, finite when concrete."""
+    array = _as_float_array(name, value)
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != dim:
         raise ValueError(
             f"{name} must have shape (n, d) with n >= 1 and d = {dim} (the dimension of the "
             f"weight vectors), got {array.shape}"
         )
+    _check_finite(name, array)
     return array
 
 
@@ -51,17 +61,23 @@ def vector_angle(a: ArrayLike, b: ArrayLike) -> jax.Array:
     computation of :func:`kdbook.functional.tree_angle`, on vectors. A zero vector makes the
     angle :math:`\pi/2` (its cosine with anything is taken to be 0), so that for a zero student
     :func:`gaussian_transfer_risk` gives 1/2, the risk of predicting one class everywhere
-    (:func:`~kdbook.functional.tree_angle` raises instead).
+    (:func:`~kdbook.functional.tree_angle` raises instead). Each vector is first divided by a
+    power of two near its largest entry (exact), so that vectors of any scale, such as ``1e20``
+    or ``1e-25`` in float32, neither overflow nor underflow.
 
     Args:
         a, b: vectors of the same shape ``(d,)``; ``jax.vmap`` it for batches.
 
     Returns:
         A scalar in radians.
+
+    Raises:
+        ValueError: for shapes that differ or are not ``(d,)`` with ``d >= 1``, or (concrete
+            input) NaN or infinite entries.
     """
     a, b = _as_vector("a", a), _as_vector("b", b)
     _check_same_dim("a", a, "b", b)
-    return _angle(a, b)
+    return _angle(unit_scale(a)[0], unit_scale(b)[0])
 
 
 def transfer_risk(w: ArrayLike, w_star: ArrayLike, x_test: ArrayLike) -> jax.Array:
@@ -80,11 +96,16 @@ def transfer_risk(w: ArrayLike, w_star: ArrayLike, x_test: ArrayLike) -> jax.Arr
 
     Returns:
         A scalar in ``[0, 1]``.
+
+    Raises:
+        ValueError: for shapes that do not match, or (concrete input) NaN or infinite entries
+            in ``w``, ``w_star`` or ``x_test``.
     """
     w, w_star = _as_vector("w", w), _as_vector("w_star", w_star)
     _check_same_dim("w", w, "w_star", w_star)
     x_test = _as_points("x_test", x_test, w.shape[0])
-    return sign_disagreement(x_test @ w, x_test @ w_star)
+    # Dividing a weight vector by a power of two changes no sign of x^T w, and keeps it finite.
+    return sign_disagreement(x_test @ unit_scale(w)[0], x_test @ unit_scale(w_star)[0])
 
 
 def sign_disagreement(logits: ArrayLike, reference_logits: ArrayLike) -> jax.Array:
@@ -142,15 +163,23 @@ def gaussian_transfer_risk(
         A scalar in ``[0, 1]``.
 
     Raises:
-        ValueError: for mismatched shapes, or a covariance that is not positive definite.
+        ValueError: for mismatched shapes, NaN or infinite entries (concrete input), or a
+            covariance that is not symmetric (beyond ``sqrt(eps)`` times its largest entry) or
+            not positive definite.
     """
     w, w_star = _as_vector("w", w), _as_vector("w_star", w_star)
     _check_same_dim("w", w, "w_star", w_star)
     if covariance is not None:
-        covariance = jnp.asarray(covariance)
+        covariance = _check_kernel("covariance", covariance)
         d = w.shape[0]
         if covariance.shape != (d, d):
             raise ValueError(f"covariance must have shape ({d}, {d}), got {covariance.shape}")
+        # The risk does not change when w, w_star or the covariance is rescaled: dividing them
+        # by powers of two near their largest entries (4^k for the covariance, so that its
+        # factor scales by 2^k) is exact and keeps L^T w from overflowing or underflowing.
+        _, exponent = unit_scale(covariance)
+        covariance = jnp.ldexp(covariance, -(exponent + exponent % 2))
+        w, w_star = unit_scale(w)[0], unit_scale(w_star)[0]
         factor = jnp.linalg.cholesky(covariance)  # covariance = L L^T, so |L^T w| = |w|_Sigma
         if is_concrete(factor) and not bool(jnp.all(jnp.isfinite(factor))):
             raise ValueError("covariance must be symmetric positive definite (Cholesky failed)")
@@ -172,9 +201,16 @@ def boundary_angles(x: ArrayLike, w_star: ArrayLike) -> jax.Array:
 
     Returns:
         ``(n,)`` angles in radians.
+
+    Raises:
+        ValueError: for shapes that do not match, a zero ``w_star``, or (concrete input) NaN or
+            infinite entries.
     """
     w_star = _as_vector("w_star", w_star)
     x = _as_points("x", x, w_star.shape[0])
+    # The angles do not change when w_star or a row of x is divided by a power of two near its
+    # largest entry (exact); the norms below then neither overflow nor underflow.
+    w_star, x = unit_scale(w_star)[0], unit_scale(x, axis=1)[0]
     norm_star = jnp.linalg.norm(w_star)
     if is_concrete(norm_star) and float(norm_star) == 0.0:
         raise ValueError("w_star must not be zero: the teacher's hyperplane is undefined")
@@ -201,11 +237,16 @@ def angular_cdf(x: ArrayLike, w_star: ArrayLike, theta: ArrayLike) -> jax.Array:
 
     Returns:
         An array shaped like ``theta``, with values in ``[0, 1]``.
+
+    Raises:
+        ValueError: as :func:`boundary_angles`, and for a ``theta`` that is not a scalar or 1-D
+            or (concrete input) not finite.
     """
-    angles = jnp.sort(boundary_angles(x, w_star))
-    theta = jnp.asarray(theta)
+    theta = _as_float_array("theta", theta)
     if theta.ndim > 1:
         raise ValueError(f"theta must be a scalar or 1-D, got shape {theta.shape}")
+    _check_finite("theta", theta)
+    angles = jnp.sort(boundary_angles(x, w_star))
     return jnp.searchsorted(angles, theta, side="right") / angles.shape[0]
 
 
@@ -237,6 +278,13 @@ def risk_bound(
 
     Returns:
         NumPy float64 array shaped like ``n``; with ``return_theta``, a pair ``(bound, theta)``.
+
+    Raises:
+        ValueError: for an ``n`` that is not a non-negative integer or a non-empty 1-D sequence
+            of them, a ``num_thetas`` that is not an integer ``>= 2``, a ``return_theta`` that is
+            not a bool, a callable ``p`` that returns the wrong shape or values outside
+            ``[0, 1]``, or sampled angles ``p`` that are empty, not 1-D, NaN or outside
+            ``[0, pi/2]``.
     """
     sizes = np.asarray(n)
     if sizes.ndim > 1 or sizes.size == 0:
@@ -246,6 +294,7 @@ def risk_bound(
     if not np.issubdtype(sizes.dtype, np.integer) or np.any(sizes < 0):
         raise ValueError(f"n must hold non-negative integers, got {n!r}")
     _check_int("num_thetas", num_thetas, minimum=2)
+    _check_bool("return_theta", return_theta)
     thetas = np.linspace(0.0, np.pi / 2, int(num_thetas))
     if callable(p):
         near, far = (np.asarray(p(t), dtype=np.float64) for t in (thetas, np.pi / 2 - thetas))
@@ -261,6 +310,7 @@ def risk_bound(
                 f"p must be a callable or a non-empty 1-D array of boundary angles, got shape "
                 f"{samples.shape}"
             )
+        _check_finite("p", samples)
         if samples[0] < 0 or samples[-1] > np.pi / 2 + 1e-6:
             raise ValueError("boundary angles in p must lie in [0, pi/2]")
         near, far = (
@@ -305,19 +355,22 @@ def span_projection(
         x: ``(n, d)`` inputs, one per row (any ``n``, also ``n >= d``).
         w: ``(d,)`` vector to project.
         method: ``"qr"`` or ``"svd"``.
-        rtol: relative tolerance below which a direction counts as missing (default: machine
-            epsilon times ``max(n, d)``).
+        rtol: relative tolerance in ``[0, 1)`` below which a direction counts as missing
+            (default: machine epsilon times ``max(n, d)``).
 
     Returns:
         ``(d,)`` the projection; it equals ``w`` when the rows of ``x`` span the whole space.
 
     Raises:
-        ValueError: for mismatched shapes, an unknown method, or (method ``"qr"``, concrete
-            input) linearly dependent rows.
+        ValueError: for mismatched shapes, an unknown method, an ``rtol`` outside ``[0, 1)``,
+            (concrete input) NaN or infinite entries, or (method ``"qr"``, concrete input)
+            linearly dependent rows.
     """
     w = _as_vector("w", w)
     x = _as_points("x", x, w.shape[0])
     _check_choice("method", method, SPAN_METHODS)
+    if rtol is not None:
+        _check_unit_interval("rtol", rtol, closed_right=False)
     n, d = x.shape
     if rtol is None:
         rtol = float(jnp.finfo(x.dtype).eps) * max(n, d)
