@@ -125,14 +125,35 @@ def as_float_array(name: str, value) -> jax.Array:
     return jax.numpy.asarray(array)
 
 
+def check_float_leaves(name: str, tree, *, why: str = "") -> None:
+    """Every leaf of the pytree ``tree`` must have a floating dtype (checked on dtypes, so also
+    for traced values): integer and bool leaves are refused, e.g. parameters to differentiate."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        if not jax.dtypes.issubdtype(dtype, np.floating):
+            raise ValueError(
+                _with_reason(
+                    f"{name}{jax.tree_util.keystr(path)} must be a floating array, got dtype "
+                    f"{dtype}",
+                    why,
+                )
+            )
+
+
 def check_key(name: str, key) -> None:
-    """``key`` must be a JAX PRNG key: ``jax.random.key(seed)`` (or a legacy
-    ``jax.random.PRNGKey(seed)``), not an integer seed or ``None``."""
+    """``key`` must be one JAX PRNG key: ``jax.random.key(seed)`` (shape ``()``, or a legacy
+    ``jax.random.PRNGKey(seed)`` of shape ``(2,)``), not an integer seed, ``None`` or an array of
+    several (split) keys."""
     if isinstance(key, jax.Array | jax.core.Tracer):
-        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-            return
-        if key.dtype == np.uint32 and key.shape[-1:] == (2,):  # a legacy raw key
-            return
+        typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+        if typed or (key.dtype == np.uint32 and key.shape[-1:] == (2,)):  # a legacy raw key
+            if key.shape == (() if typed else (2,)):
+                return
+            shape = key.shape if typed else key.shape[:-1]
+            raise ValueError(
+                f"{name} must be a single JAX PRNG key such as jax.random.key(0), got an array "
+                f"of keys of shape {shape} (to use split keys, pass one of them, e.g. keys[0])"
+            )
     raise ValueError(
         f"{name} must be a JAX PRNG key such as jax.random.key(0), got "
         f"{type(key).__name__}{'' if key is None else ' ' + repr(key)[:40]}"

@@ -256,7 +256,8 @@ def flip_labels(
     Raises:
         ValueError: for labels that are not integers or (concrete values) lie outside
             ``[0, num_classes)``, a ``probability`` outside ``[0, 1]``, a ``num_classes`` that is
-            not an integer ``>= 2``, or a ``key`` that is not a JAX PRNG key.
+            not an integer ``>= 2`` or has classes beyond the labels' dtype (e.g. ``uint8`` holds
+            at most 256), or a ``key`` that is not a JAX PRNG key.
     """
     _check_unit_interval("probability", probability)
     _check_int("num_classes", num_classes, minimum=2)
@@ -272,6 +273,12 @@ def flip_labels(
             f"labels must be integers in [0, {num_classes}) (num_classes={num_classes}), got "
             f"dtype {labels.dtype}"
         )
+    largest = int(jnp.iinfo(labels.dtype).max)
+    if num_classes - 1 > largest:
+        raise ValueError(
+            f"num_classes={num_classes} does not fit labels of dtype {labels.dtype} (classes up "
+            f"to {largest}): pass labels of a wider integer dtype"
+        )
     if _is_concrete(labels) and labels.size:
         low, high = int(jnp.min(labels)), int(jnp.max(labels))
         if low < 0 or high >= num_classes:
@@ -282,7 +289,9 @@ def flip_labels(
     k_which, k_shift = jax.random.split(key)
     flip = jax.random.bernoulli(k_which, probability, labels.shape)
     shift = jax.random.randint(k_shift, labels.shape, 1, num_classes)
-    return jnp.where(flip, (labels + shift) % num_classes, labels).astype(labels.dtype)
+    # in int32: label + shift < 2 num_classes would wrap around in a narrow dtype such as uint8
+    flipped = (labels.astype(jnp.int32) + shift) % num_classes
+    return jnp.where(flip, flipped, labels).astype(labels.dtype)
 
 
 def sample_angular(
@@ -360,13 +369,21 @@ def make_gaussian_bumps(
     Raises:
         ValueError: for a ``key`` that is not a JAX PRNG key, a ``dim`` or ``num_bumps`` that is
             not a positive integer, a ``width`` or ``amplitude`` that is not finite and positive,
-            or an ``amplitude`` so large that the logits could overflow the dtype.
+            a ``width`` so small that its square underflows the dtype, or an ``amplitude`` so
+            large that the logits could overflow the dtype.
     """
     _check_key("key", key)
     _check_int("dim", dim)
     _check_int("num_bumps", num_bumps)
     _check_positive("width", width)
     _check_positive("amplitude", amplitude)
+    dtype = jnp.result_type(float)
+    smallest = float(np.sqrt(np.finfo(dtype).tiny / 2))  # 2 w^2 must be a normal number
+    if float(width) < smallest:
+        raise ValueError(
+            f"width must be >= {smallest:.3g} in {dtype} (2 * width**2 would underflow to zero "
+            f"and make the logits NaN), got {width!r}"
+        )
     # |bumps - offset| <= 2 num_bumps (a sum of num_bumps terms in [-1, 1], minus its median):
     # below this amplitude the logits cannot overflow.
     largest = float(np.finfo(jnp.result_type(float)).max) / (2 * num_bumps)
@@ -529,13 +546,28 @@ class _ArraysOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-10 batch")
 
 
+def _cifar10_integers(path: Path, what: str, array: np.ndarray, high: int, dtype) -> np.ndarray:
+    """``array`` as ``dtype`` after checking it holds integers in ``[0, high]`` (a plain cast
+    would truncate fractions and wrap values out of range)."""
+    numeric = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    if array.dtype == np.bool_ or not numeric:
+        raise ValueError(f"{path}: {what} must be integers, got dtype {array.dtype}")
+    if array.size:
+        if not (np.isfinite(array).all() and (array == np.round(array)).all()):
+            raise ValueError(f"{path}: {what} must be integers, got non-integer values")
+        if array.min() < 0 or array.max() > high:
+            raise ValueError(
+                f"{path}: {what} must lie in [0, {high}], got [{array.min()}, {array.max()}]"
+            )
+    return array.astype(dtype)
+
+
 def _cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One official batch file: ``(10000, 3072)`` uint8 images (channel-first) and labels."""
     try:
         with path.open("rb") as file:
             batch = _ArraysOnly(file, encoding="bytes").load()
-        images = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        images, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, OSError) as err:
         raise ValueError(
             f"{path} is not a CIFAR-10 python batch ({type(err).__name__}: {err}); download the "
@@ -546,9 +578,8 @@ def _cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path} is not a CIFAR-10 python batch: images of shape {images.shape} and labels of "
             f"shape {labels.shape}, expected (n, 3072) and (n,)"
         )
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{path}: labels must lie in [0, 9], got [{labels.min()}, {labels.max()}]")
-    return images, labels
+    images = _cifar10_integers(path, "pixel values", images, 255, np.uint8)
+    return images, _cifar10_integers(path, "labels", labels, 9, np.int64)
 
 
 def load_cifar10(
@@ -581,7 +612,9 @@ def load_cifar10(
         FileNotFoundError: if the folder or one of its six batch files is missing (the message
             says how to get them).
         ValueError: for a file that is not a CIFAR-10 batch (corrupt, truncated, or holding
-            other objects), or sizes that are not positive integers within the data.
+            other objects, labels that are not integers in ``[0, 9]``, or pixel values that are
+            not integers in ``[0, 255]``; the message names the file), or sizes that are not
+            positive integers within the data.
     """
     _check_int("n_train", n_train, allow_none=True)
     _check_int("n_test", n_test, allow_none=True)

@@ -16,7 +16,13 @@ import numpy as np
 import optax.tree_utils as otu
 from flax import nnx
 
-from kdbook._checks import check_finite, check_no_overflow, check_number, is_concrete
+from kdbook._checks import (
+    as_float_array,
+    check_finite,
+    check_no_overflow,
+    check_number,
+    is_concrete,
+)
 
 __all__ = [
     "Apply",
@@ -192,21 +198,35 @@ def as_pytree(apply: Apply) -> Apply:
 # same structure, with an error that shows the two structures.
 
 
-def _check_finite_tree(name: str, tree: Params) -> None:
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+def _float_tree(name: str, tree: Params) -> Params:
+    """``tree`` with finite floating leaves: integer and bool leaves become floats (integer
+    arithmetic would wrap around silently), NaN or inf is refused (checked outside ``jit``)."""
+
+    def leaf_as_float(path, leaf):
+        leaf = as_float_array(f"{name}{jax.tree_util.keystr(path)}", leaf)
         check_finite(f"{name}{jax.tree_util.keystr(path)}", leaf)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(leaf_as_float, tree)
+
+
+def _no_overflow_tree(tree: Params, what: str) -> Params:
+    for leaf in jax.tree.leaves(tree):
+        check_no_overflow(leaf, what)
+    return tree
 
 
 def tree_inner(a: Params, b: Params) -> jax.Array:
-    """Euclidean inner product ``<a, b>`` of two pytrees with the same structure.
+    """Euclidean inner product ``<a, b>`` of two pytrees with the same structure (integer and
+    bool leaves are converted to floats, so they never wrap around).
 
     Raises:
-        ValueError: for pytrees of different structures or leaf shapes, or leaves with NaN or
-            inf (checked outside ``jax.jit``).
+        ValueError: for pytrees of different structures or leaf shapes, leaves that are not
+            real numbers or hold NaN or inf, or a result that overflows (checked outside
+            ``jax.jit``).
     """
     _check_same_structure(a, b)
-    _check_finite_tree("a", a)
-    _check_finite_tree("b", b)
+    a, b = _float_tree("a", a), _float_tree("b", b)
     return check_no_overflow(otu.tree_vdot(a, b), "tree_inner")
 
 
@@ -217,10 +237,13 @@ def tree_norm(a: Params) -> jax.Array:
     entry, so the squares neither overflow nor underflow: a float32 pytree of entries ``1e20``
     or ``1e-30`` has its true norm, not ``inf`` or ``0``.
 
+    Integer and bool leaves are converted to floats.
+
     Raises:
-        ValueError: for leaves with NaN or inf (checked outside ``jax.jit``).
+        ValueError: for leaves that are not real numbers or hold NaN or inf (checked outside
+            ``jax.jit``).
     """
-    _check_finite_tree("a", a)
+    a = _float_tree("a", a)
     leaves = jax.tree.leaves(a)
     if not leaves:
         return jnp.zeros(())
@@ -230,42 +253,45 @@ def tree_norm(a: Params) -> jax.Array:
 
 
 def tree_difference(a: Params, b: Params) -> Params:
-    """Leafwise ``a - b`` (e.g. the weight change ``theta_t - theta_0``).
+    """Leafwise ``a - b``, e.g. the weight change ``theta_t - theta_0`` (integer leaves become
+    floats).
 
     Raises:
-        ValueError: for pytrees of different structures or leaf shapes, or leaves with NaN or
-            inf (checked outside ``jax.jit``).
+        ValueError: for pytrees of different structures or leaf shapes, leaves that are not
+            real numbers or hold NaN or inf, or a result that overflows its dtype (checked
+            outside ``jax.jit``).
     """
     _check_same_structure(a, b)
-    _check_finite_tree("a", a)
-    _check_finite_tree("b", b)
-    return otu.tree_sub(a, b)
+    a, b = _float_tree("a", a), _float_tree("b", b)
+    return _no_overflow_tree(otu.tree_sub(a, b), "tree_difference")
 
 
 def tree_add(a: Params, b: Params) -> Params:
-    """Leafwise ``a + b``.
+    """Leafwise ``a + b (integer leaves become floats).
 
     Raises:
-        ValueError: for pytrees of different structures or leaf shapes, or leaves with NaN or
-            inf (checked outside ``jax.jit``).
+        ValueError: for pytrees of different structures or leaf shapes, leaves that are not
+            real numbers or hold NaN or inf, or a result that overflows its dtype (checked
+            outside ``jax.jit``).
     """
     _check_same_structure(a, b)
-    _check_finite_tree("a", a)
-    _check_finite_tree("b", b)
-    return otu.tree_add(a, b)
+    a, b = _float_tree("a", a), _float_tree("b", b)
+    return _no_overflow_tree(otu.tree_add(a, b), "tree_add")
 
 
 def tree_scale(a: Params, scale: float | jax.Array) -> Params:
-    """Leafwise ``scale * a``.
+    """Leafwise ``scale * a`` (integer leaves become floats).
 
     Raises:
-        ValueError: if ``scale`` is not a single finite number.
+        ValueError: if ``scale`` is not a single finite number, for leaves that are not real
+            numbers or hold NaN or inf, or a result that overflows its dtype (checked outside
+            ``jax.jit``).
     """
     if np.ndim(scale) != 0:
         raise ValueError(f"scale must be a single number, got an array of shape {np.shape(scale)}")
     check_number("scale", scale)
-    _check_finite_tree("a", a)
-    return otu.tree_scale(scale, a)
+    a = _float_tree("a", a)
+    return _no_overflow_tree(otu.tree_scale(scale, a), "tree_scale")
 
 
 def tree_angle(a: Params, b: Params) -> jax.Array:
@@ -278,12 +304,12 @@ def tree_angle(a: Params, b: Params) -> jax.Array:
     :func:`kdbook.theory.vector_angle`, which calls it on plain vectors.
 
     Raises:
-        ValueError: if either pytree is zero (the angle is undefined). Traced inside ``jax.jit``
-            or ``jax.vmap``, where this cannot be checked, a zero pytree gives ``pi/2``.
+        ValueError: if either pytree is zero (the angle is undefined), or for leaves that are
+            not real numbers or hold NaN or inf. Traced inside ``jax.jit`` or ``jax.vmap``, where
+            this cannot be checked, a zero pytree gives ``pi/2``.
     """
     _check_same_structure(a, b)
-    _check_finite_tree("a", a)
-    _check_finite_tree("b", b)
+    a, b = _float_tree("a", a), _float_tree("b", b)
     na, nb = tree_norm(a), tree_norm(b)
     if is_concrete(na, nb) and (float(na) == 0.0 or float(nb) == 0.0):
         raise ValueError("tree_angle: the angle to a zero pytree is undefined")

@@ -46,6 +46,7 @@ from jax.typing import ArrayLike
 from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_bool as _check_bool
 from kdbook._checks import check_finite as _check_finite
+from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete as _concrete
@@ -238,8 +239,9 @@ def kernel_regression(
         ``(m,)`` or ``(m, k)`` predictions (``(n,)``/``(n, k)`` with ``kernel_test_train=None``).
 
     Raises:
-        ValueError: as :func:`kernel_solve`, and for a ``kernel_test_train`` not of shape
-            ``(m, n)`` or with NaN or infinite values.
+        ValueError: as :func:`kernel_solve`, for a ``kernel_test_train`` not of shape
+            ``(m, n)`` or with NaN or infinite values, and (concrete input) for predictions that
+            overflow their dtype.
         numpy.linalg.LinAlgError: as :func:`kernel_solve`.
     """
     kernel = _check_kernel("kernel", kernel)
@@ -248,7 +250,7 @@ def kernel_regression(
     cross = kernel if kernel_test_train is None else _check_cross(kernel_test_train, n)
     _check_nonnegative("ridge", ridge)
     weights = _solve("kernel", kernel, y, ridge)
-    return cross.astype(weights.dtype) @ weights
+    return _check_no_overflow(cross.astype(weights.dtype) @ weights, "kernel_regression")
 
 
 def kernel_features(

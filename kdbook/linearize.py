@@ -19,11 +19,14 @@ from jax.typing import ArrayLike
 from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_callable as _check_callable
 from kdbook._checks import check_finite as _check_finite
+from kdbook._checks import check_float_leaves as _check_float_leaves
 from kdbook.functional import Apply, Params, as_pytree, output_shape, tree_add, tree_difference
 from kdbook.kernels import kernel_solve
 from kdbook.ntk import empirical_ntk
 
 __all__ = ["linearize", "min_norm_params"]
+
+_FLOAT_PARAMS = "the linearization differentiates with respect to floating-point parameters"
 
 
 def linearize(apply: Apply, params0: Params) -> Apply:
@@ -43,12 +46,14 @@ def linearize(apply: Apply, params0: Params) -> Apply:
         compilation across expansion points of models with the same structure.
 
     Raises:
-        ValueError: for ``apply`` not callable or ``params0`` without arrays; calling
+        ValueError: for ``apply`` not callable, ``params0`` without arrays or with integer or
+            bool leaves; calling
             ``apply_lin`` with parameters of another structure or shapes than ``params0``.
     """
     _check_callable("apply", apply, what="apply(params, x) -> outputs")
     if not jax.tree.leaves(params0):
         raise ValueError(f"params0 must be a pytree of parameter arrays, got {params0!r}"[:200])
+    _check_float_leaves("params0", params0, why=_FLOAT_PARAMS)
     return jax.tree_util.Partial(_linearized, as_pytree(apply), params0)
 
 
@@ -96,20 +101,23 @@ def min_norm_params(
         Parameters shaped like ``params0``.
 
     Raises:
-        ValueError: for ``apply`` not callable or returning no ``(n,)``/``(n, k)`` array, ``x``
-            with NaN or inf or that ``apply`` cannot take, targets whose shape differs from the
-            outputs', and as
+        ValueError: for ``apply`` not callable or returning no ``(n,)``/``(n, k)`` array with
+            one row per input, ``params0`` with integer or bool leaves, ``x`` with NaN or inf
+            or that ``apply`` cannot take, targets whose shape differs from the outputs', and as
             :func:`kdbook.kernels.kernel_solve` (non-finite targets, ``ridge < 0``).
         numpy.linalg.LinAlgError: when the NTK cannot be factorised (more outputs to fit than
             parameters, duplicate inputs, or too ill-conditioned for the dtype): add a ridge.
     """
     _check_callable("apply", apply, what="apply(params, x) -> outputs")
+    _check_float_leaves("params0", params0, why=_FLOAT_PARAMS)
     x = _as_float_array("x", x)
     _check_finite("x", x)
     shape = output_shape(apply, params0, x, name="x")
-    if not isinstance(shape, jax.ShapeDtypeStruct) or shape.ndim == 0:
+    rows = x.shape[:1]
+    if not isinstance(shape, jax.ShapeDtypeStruct) or shape.ndim == 0 or shape.shape[:1] != rows:
         raise ValueError(
-            f"apply(params0, x) must return one array of outputs, (n,) or (n, k), got {shape}"
+            "apply(params0, x) must return one array of outputs, (n,) or (n, k), one row per "
+            f"input; on x of shape {x.shape} it returned {shape}"
         )
     outputs, pullback = jax.vjp(lambda p: apply(p, x), params0)
     targets = jnp.asarray(targets)

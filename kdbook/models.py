@@ -310,7 +310,8 @@ class CNN(nnx.Module):
     so that the NTK methods ``"jacobian"`` and ``"ntvp"`` and :func:`~kdbook.train.fit` take it
     like any network. Every layer is in the NTK parameterization of :class:`Dense`: weights
     :math:`N(0, 1)` scaled by :math:`\sigma_w / \sqrt{\text{fan-in}}` (for a convolution the
-    fan-in is :math:`3 \cdot 3 \cdot C_{in}`), no biases.
+    fan-in is :math:`3 \cdot 3 \cdot C_{in}`), no biases. Integer inputs are computed in the
+    parameters' dtype and float64 inputs in float64, as ``x @ W`` in :class:`MLP`.
 
     Args:
         image_shape: ``(H, W, C)``; ``H`` and ``W`` must be divisible by ``2 ** len(channels)``
@@ -381,8 +382,13 @@ class CNN(nnx.Module):
         for kernel in self.filters:
             w = kernel[...]
             scale = self.w_std / math.sqrt(w.shape[0] * w.shape[1] * w.shape[2])
+            dtype = jnp.result_type(h, w)  # as h @ W in a dense layer: int x -> float, f64 stays
             h = jax.lax.conv_general_dilated(
-                h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+                h.astype(dtype),
+                w.astype(dtype),
+                (1, 1),
+                "SAME",
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
             )
             h = phi(scale * h)
             n, a, b, c = h.shape  # 2x2 average pooling

@@ -56,12 +56,14 @@ from kdbook._checks import check_bool as _check_bool
 from kdbook._checks import check_callable as _check_callable
 from kdbook._checks import check_choice as _check_choice
 from kdbook._checks import check_finite as _check_finite
+from kdbook._checks import check_float_leaves as _check_float_leaves
 from kdbook._checks import check_int as _check_int
 from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import check_square_fits as _check_square_fits
 from kdbook.functional import Apply, Functional, Params, as_pytree, output_shape
+from kdbook.theory._scaling import unit_scale
 
 __all__ = ["METHODS", "InfiniteKernels", "empirical_ntk", "infinite_kernels", "two_layer_ntk"]
 
@@ -218,6 +220,23 @@ def _resolve_method(method, structure, apply, params, x1, batch_size) -> str:
     return method
 
 
+_FLOAT_PARAMS = "the NTK differentiates with respect to floating-point parameters"
+
+
+def _check_outputs(apply: Apply, params: Params, x: jax.Array, name: str) -> None:
+    """``apply(params, x)`` must be one ``(n,)`` or ``(n, k)`` array with a row per input."""
+    outputs = output_shape(apply, params, x, name=name)
+    if (
+        not isinstance(outputs, jax.ShapeDtypeStruct)
+        or outputs.ndim == 0
+        or outputs.shape[0] != x.shape[0]
+    ):
+        raise ValueError(
+            "apply(params, x) must return one array of outputs, (n,) or (n, k), one row per "
+            f"input; on {name} of {x.shape[0]} rows it returned {outputs}"
+        )
+
+
 def empirical_ntk(
     apply: Apply,
     params: Params,
@@ -253,11 +272,12 @@ def empirical_ntk(
         The kernel, ``(n1, n2)`` or ``(n1, n2, k, k)``.
 
     Raises:
-        ValueError: for ``apply`` not callable or returning no ``(n,)``/``(n, k)`` array;
-            ``x1``/``x2`` not 2-D finite numbers of one width (integers are converted to
-            floats) or that ``apply`` cannot take (the message names ``x1``); ``params`` of
-            another model; ``trace``/``shard`` not bools; ``batch_size`` not an integer; an
-            unknown ``method``; a kernel that overflows its dtype.
+        ValueError: for ``apply`` not callable or returning no ``(n,)``/``(n, k)`` array with
+            one row per input; ``params`` with integer or bool leaves; ``x1``/``x2`` not 2-D
+            finite numbers of one width (integers are converted to floats) or that ``apply``
+            cannot take (the message names ``x1``); ``params`` of another model;
+            ``trace``/``shard`` not bools; ``batch_size`` not an integer; an unknown ``method``;
+            a kernel that overflows its dtype.
 
     Example:
         >>> import jax.numpy as jnp
@@ -270,6 +290,7 @@ def empirical_ntk(
         (6, 6)
     """
     _check_callable("apply", apply, what="apply(params, x) -> outputs")
+    _check_float_leaves("params", params, why=_FLOAT_PARAMS)
     x1, x2 = _validate_inputs(x1, x2)
     _check_bool("trace", trace)
     _check_bool("shard", shard)
@@ -279,12 +300,9 @@ def empirical_ntk(
     if structure is None and isinstance(apply, Functional):
         structure = apply.structure
     method = _resolve_method(method, structure, apply, params, x1, batch_size)
-    outputs = output_shape(apply, params, x1, name="x1")
-    if not isinstance(outputs, jax.ShapeDtypeStruct) or outputs.ndim == 0:
-        raise ValueError(
-            "apply(params, x) must return one array of outputs, (n,) or (n, k), one row per "
-            f"input; on x1 it returned {outputs}"
-        )
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is not None:
+            _check_outputs(apply, params, x, name)
     # apply and structure are arguments of the compiled function (pytrees): one compilation is
     # shared by every model of the same structure
     apply = as_pytree(apply)
@@ -422,69 +440,36 @@ def _inverse(v):
     return jnp.where(v > 0, 1.0 / jnp.where(v > 0, v, 1.0), 0.0)
 
 
-def _cosine(cross, diag1, diag2, gram: bool):
-    """cross / sqrt(d1 d2) in [-1, 1]; exactly 1 on the diagonal of a Gram matrix (an input and
-    itself), where float32 round-off would give 1 - 1e-7 and an angle of 5e-4."""
-    root1, root2 = jnp.sqrt(diag1), jnp.sqrt(diag2)
-    cosine = jnp.clip(cross * _inverse(root1)[:, None] * _inverse(root2)[None, :], -1.0, 1.0)
-    if gram:
-        cosine = jnp.where(jnp.eye(cosine.shape[0], dtype=bool), 1.0, cosine)
-    return cosine
+def _cosines(x1, x2):
+    """Cosines between the rows of ``x1`` and ``x2`` and the rows' norms as ``(m, e)`` pairs,
+    ``|x_i| = m_i 2^{e_i}``: each row is rescaled by a power of two first (exact), so squares
+    neither overflow nor underflow whatever the rows' magnitudes."""
+    u1, e1 = unit_scale(x1, axis=1)
+    u2, e2 = unit_scale(x2, axis=1)
+    m1, m2 = jnp.linalg.norm(u1, axis=1), jnp.linalg.norm(u2, axis=1)
+    cross = u1 @ u2.T
+    cosine = jnp.clip(cross * _inverse(m1)[:, None] * _inverse(m2)[None, :], -1.0, 1.0)
+    return cross, cosine, (m1, e1[:, 0]), (m2, e2[:, 0])
 
 
-def _relu_moments(cross, diag1, diag2, gram: bool):
-    """E[relu(u) relu(u')] and E[relu'(u) relu'(u')] for (u, u') with covariance (d1, cross, d2).
+def _outer_product(c, s1, s2):
+    """``c * s1[:, None] * s2[None, :]`` for positive ``s1``, ``s2`` by mantissas and exponents,
+    so that no intermediate over- or underflows when the result is representable."""
+    m1, e1 = jnp.frexp(s1)
+    m2, e2 = jnp.frexp(s2)
+    return jnp.ldexp(c * m1[:, None] * m2[None, :], e1[:, None] + e2[None, :])
 
-    Arc-cosine kernels (Cho & Saul, 2009): with cos(theta) = cross / sqrt(d1 d2),
-    sqrt(d1 d2) (sin theta + (pi - theta) cos theta) / (2 pi) and (pi - theta) / (2 pi).
-    Square roots are taken of the diagonals only, never of an n1 x n2 array.
-    """
-    root1, root2 = jnp.sqrt(diag1), jnp.sqrt(diag2)
-    cosine = _cosine(cross, diag1, diag2, gram)
-    theta, root = _arccos_parts(cosine)
-    sine = root * jnp.sqrt(1.0 + jnp.abs(cosine))  # sqrt(1 - c^2) = sqrt(1 - |c|) sqrt(1 + |c|)
-    value = root1[:, None] * root2[None, :] * (sine + (math.pi - theta) * cosine) / (2 * math.pi)
-    return value, (math.pi - theta) / (2 * math.pi)
+
+def _asinc(r):
+    """``arcsin(r) / r``, 1 at 0, accurate for tiny ``r`` (where ``arcsin(r)`` alone would leave
+    ``r``'s underflow to the caller)."""
+    small = jnp.abs(r) < 1e-4
+    safe = jnp.where(small, 1.0, r)
+    return jnp.where(small, 1.0 + r * r / 6.0, jnp.arcsin(safe) / safe)
 
 
 # Largest relative error of the erf derivative that infinite_kernels returns rather than raising.
 _ERF_ROUNDING_LIMIT = 1e-2
-
-
-def _erf_determinant(cross, diag1, diag2, gram: bool):
-    r"""The erf derivative's determinant :math:`(1 + 2 d_1)(1 + 2 d_2) - 4 c^2`, and ``(a, b)``.
-
-    Computed as :math:`1 + 2 d_1 + 2 d_2 + 4 d_1 d_2 \sin^2\theta`: for inputs of norm 1e4 in
-    float32 the two products are 1e16 and cancel below their round-off (a naive difference gives
-    inf), while each term here is non-negative.
-    """
-    a, b = 1.0 + 2.0 * diag1[:, None], 1.0 + 2.0 * diag2[None, :]
-    cosine = _cosine(cross, diag1, diag2, gram)
-    sine2 = (1.0 - jnp.abs(cosine)) * (1.0 + jnp.abs(cosine))
-    return a, b, a + b - 1.0 + 4.0 * diag1[:, None] * diag2[None, :] * sine2
-
-
-def _erf_moments(cross, diag1, diag2, gram: bool):
-    r"""E[erf(u) erf(u')] and E[erf'(u) erf'(u')] (Williams, 1997)."""
-    a, b, determinant = _erf_determinant(cross, diag1, diag2, gram)
-    value = 2.0 / math.pi * jnp.arcsin(jnp.clip(2.0 * cross * jax.lax.rsqrt(a * b), -1.0, 1.0))
-    return value, 4.0 / math.pi * jax.lax.rsqrt(determinant)
-
-
-def _erf_rounding(cross, diag1, diag2, gram: bool):
-    r"""Relative error that rounding the cosine can cause in the erf derivative, per pair.
-
-    The cosine of two nearly parallel inputs carries an absolute error of a few ulps
-    :math:`\epsilon`, so :math:`\sin^2\theta` carries :math:`\approx 8\epsilon` and the
-    derivative :math:`\propto \det^{-1/2}` a relative :math:`16\epsilon\, d_1 d_2 / \det`
-    (pairs of an input with itself in a Gram matrix are exact).
-    """
-    _, _, determinant = _erf_determinant(cross, diag1, diag2, gram)
-    eps = jnp.finfo(cross.dtype).eps
-    bound = 16.0 * eps * diag1[:, None] * diag2[None, :] / determinant
-    if gram:
-        bound = jnp.where(jnp.eye(bound.shape[0], dtype=bool), 0.0, bound)
-    return bound
 
 
 def infinite_kernels(
@@ -555,11 +540,44 @@ def infinite_kernels(
     )
 
 
-def _diagonal_moment(diag, activation: str):
-    """E[phi(u)^2] for u ~ N(0, diag)."""
-    if activation == "relu":
-        return diag / 2.0
-    return 2.0 / math.pi * jnp.arcsin(2.0 * diag / (1.0 + 2.0 * diag))
+def _relu_scales(s, w_std, b_std):
+    """The next layer's standard deviations ``s'`` after ReLU, ``Sigma' = w^2 s^2 / 2 + b^2``,
+    and the ratios ``w s / s'`` (at most sqrt(2))."""
+    new = jnp.hypot(w_std * s / math.sqrt(2), b_std)
+    return new, w_std * s * _inverse(new)
+
+
+def _erf_scales(g, q, w_std, b_std):
+    """The next layer's ``s'`` after erf, ``Sigma' = w^2 2/pi arcsin(2 g^2) + b^2`` with
+    ``g = s q``, ``q = 1 / sqrt(1 + 2 s^2)``, and the ratios ``w g / s'`` (bounded: ``s' ~ w g``
+    for small ``g``). Near 1, ``arcsin(2 g^2) = pi/2 - 2 arcsin(q / sqrt 2)`` (``1 - 2 g^2 =
+    q^2`` exactly), so large inputs lose nothing to the arcsin's slope at 1."""
+    two = 2.0 * g * g
+    big = two > 0.5
+    root = jnp.where(
+        big,
+        jnp.sqrt(jnp.maximum(1.0 - 4.0 / math.pi * jnp.arcsin(q / math.sqrt(2)), 0.0)),
+        g * jnp.sqrt(4.0 / math.pi * _asinc(jnp.minimum(two, 0.5))),
+    )  # sqrt(2/pi arcsin(2 g^2))
+    new = jnp.hypot(w_std * root, b_std)
+    return new, w_std * g * _inverse(new)
+
+
+def _erf_value(cosine, g1, g2, h1, h2):
+    """``E[erf(u) erf(u')] / (g1 g2) = 2/pi arcsin(rho) / (g1 g2)``, ``rho = 2 c g1 g2``; for
+    ``|rho| > 1/2`` from ``1 - |rho| = (h1 + h2 - h1 h2) / (1 + 2 g1 g2) + 2 g1 g2 (1 - |c|)``
+    (no cancellation) and ``arcsin(r) = pi/2 - 2 arcsin(sqrt((1 - r) / 2))``."""
+    gg = g1[:, None] * g2[None, :]
+    rho = jnp.clip(2.0 * cosine * gg, -1.0, 1.0)
+    big = jnp.abs(rho) > 0.5
+    gap = (h1 + h2 - h1 * h2) / (1.0 + 2.0 * gg) + 2.0 * gg * (1.0 - jnp.abs(cosine))
+    far = jnp.sign(rho) * (math.pi / 2 - 2.0 * jnp.arcsin(jnp.sqrt(jnp.clip(gap, 0.0, 1.0) / 2)))
+    near = jnp.where(big, 0.0, rho)
+    return jnp.where(
+        big,
+        2.0 / math.pi * far / jnp.where(big, gg, 1.0),
+        4.0 / math.pi * cosine * _asinc(near),
+    )
 
 
 # One output per compiled call: XLA on CPU fuses the whole elementwise layer recursion into a
@@ -567,23 +585,74 @@ def _diagonal_moment(diag, activation: str):
 # slower), so the NNGP and the NTK are computed by two calls that each redo the cheap recursion.
 @partial(jax.jit, static_argnames=("depth", "activation", "w_std", "b_std", "output", "gram"))
 def _infinite(x1, x2, depth, activation, w_std, b_std, output, gram):
+    r"""The layer recursion in scale-free form, so that no square of an input is ever formed.
+
+    Each layer's covariance is carried as the standard deviations :math:`s_i = \sqrt{\Sigma(x_i,
+    x_i)}` of the rows and the correlations :math:`c = \Sigma / (s_1 s_2)`; the NTK as
+    :math:`\tau = \Theta / (s_1 s_2)`. Every update multiplies ratios of magnitudes bounded by a
+    few (``w s / s'``, ``b / s'``), and the kernels are ``c s_1 s_2`` and ``tau s_1 s_2`` at the
+    end, formed by exponents: inputs of norm ``1e-23`` or ``1e15`` in float32 give their true
+    kernels rather than squares that underflow to 0 or overflow to inf.
+    """
     d = x1.shape[1]
-    moments = _relu_moments if activation == "relu" else _erf_moments
-    cross = w_std**2 * (x1 @ x2.T) / d + b_std**2
-    diag1 = w_std**2 * jnp.sum(x1**2, axis=1) / d + b_std**2
-    diag2 = w_std**2 * jnp.sum(x2**2, axis=1) / d + b_std**2
-    ntk = cross
-    worst = jnp.zeros((), cross.dtype)
+    _, cosine, (m1, e1), (m2, e2) = _cosines(x1, x2)
+    # layer 0: Sigma = w^2 x.x' / d + b^2, so s = hypot(w |x| / sqrt(d), b)
+    a1 = jnp.ldexp(w_std * m1 / math.sqrt(d), e1)
+    a2 = jnp.ldexp(w_std * m2 / math.sqrt(d), e2)
+    s1, s2 = jnp.hypot(a1, b_std), jnp.hypot(a2, b_std)
+    eye = jnp.eye(x1.shape[0], x2.shape[0], dtype=bool) if gram else None
+
+    def correlation(weight1, weight2, bias1, bias2, value):
+        c = weight1[:, None] * weight2[None, :] * value + bias1[:, None] * bias2[None, :]
+        c = jnp.clip(c, -1.0, 1.0)
+        return jnp.where(eye, 1.0, c) if gram else c  # an input with itself: exactly 1
+
+    inverse1, inverse2 = _inverse(s1), _inverse(s2)
+    cosine = correlation(a1 * inverse1, a2 * inverse2, b_std * inverse1, b_std * inverse2, cosine)
+    tau = cosine
+    worst = jnp.zeros((), cosine.dtype)
     for _ in range(depth):
-        if output == "rounding":  # only the erf kernel amplifies the cosine's round-off
-            worst = jnp.maximum(worst, jnp.max(_erf_rounding(cross, diag1, diag2, gram)))
-        value, derivative = moments(cross, diag1, diag2, gram)
+        if activation == "relu":
+            # E[relu(u) relu(u')] = s1 s2 (sin + (pi - theta) cos) / (2 pi) (Cho & Saul, 2009),
+            # E[relu'(u) relu'(u')] = (pi - theta) / (2 pi); Sigma' = s^2 w^2 / 2 + b^2
+            theta, root = _arccos_parts(cosine)
+            sine = root * jnp.sqrt(1.0 + jnp.abs(cosine))  # sqrt(1 - c^2), accurate near |c| = 1
+            value = (sine + (math.pi - theta) * cosine) / (2 * math.pi)
+            slope = (math.pi - theta) / (2 * math.pi)
+            (new1, r1), (new2, r2) = _relu_scales(s1, w_std, b_std), _relu_scales(s2, w_std, b_std)
+        else:
+            # Williams (1997) with q = 1 / sqrt(1 + 2 s^2), g = s q (both <= 1):
+            # E[erf erf] = 2/pi arcsin(rho), rho = 2 c g1 g2; E[erf' erf'] s1 s2 = 4/pi g1 g2 /
+            # sqrt(det'), det' = det / ((1 + 2 s1^2)(1 + 2 s2^2)) = h1 + h2 - h1 h2
+            # + 4 g1^2 g2^2 sin^2 (h = q^2; every term >= 0: no cancellation); and
+            # Sigma' = w^2 2/pi arcsin(2 g^2) + b^2.
+            q1, q2 = (
+                1.0 / jnp.hypot(1.0, math.sqrt(2) * s1),
+                1.0 / jnp.hypot(1.0, math.sqrt(2) * s2),
+            )
+            g1, g2 = s1 * q1, s2 * q2
+            h1, h2 = (q1 * q1)[:, None], (q2 * q2)[None, :]
+            sine2 = (1.0 - jnp.abs(cosine)) * (1.0 + jnp.abs(cosine))
+            gg = (g1 * g1)[:, None] * (g2 * g2)[None, :]
+            determinant = h1 + h2 - h1 * h2 + 4.0 * gg * sine2
+            if output == "rounding":
+                # the cosine's round-off of a few ulps eps moves sin^2 by ~8 eps, and the
+                # derivative ~ det^{-1/2} by 16 eps d1 d2 / det (an input with itself is exact)
+                bound = 16.0 * jnp.finfo(cosine.dtype).eps * gg / determinant
+                worst = jnp.maximum(worst, jnp.max(jnp.where(eye, 0.0, bound) if gram else bound))
+            value = _erf_value(cosine, g1, g2, h1, h2)  # E[erf erf] / (g1 g2)
+            slope = 4.0 / math.pi * jax.lax.rsqrt(determinant)  # E[erf' erf'] s1 s2 / (g1 g2)
+            (new1, r1), (new2, r2) = (
+                _erf_scales(g1, q1, w_std, b_std),
+                _erf_scales(g2, q2, w_std, b_std),
+            )
+        cosine = correlation(r1, r2, b_std * _inverse(new1), b_std * _inverse(new2), value)
         if output == "ntk":
-            ntk = w_std**2 * value + b_std**2 + w_std**2 * derivative * ntk
-        cross = w_std**2 * value + b_std**2
-        diag1 = w_std**2 * _diagonal_moment(diag1, activation) + b_std**2
-        diag2 = w_std**2 * _diagonal_moment(diag2, activation) + b_std**2
-    return {"ntk": ntk, "nngp": cross, "rounding": worst}[output]
+            tau = cosine + r1[:, None] * r2[None, :] * slope * tau
+        s1, s2 = new1, new2
+    if output == "rounding":
+        return worst
+    return _outer_product(tau if output == "ntk" else cosine, s1, s2)
 
 
 def two_layer_ntk(x1: jax.Array, x2: jax.Array | None = None) -> jax.Array:
@@ -627,16 +696,17 @@ def _two_layer_gram(x):
     1 - 1e-7 would give theta ~ 5e-4 there, a relative error of 1e-4."""
     kernel = _two_layer_ntk(x, x)
     kernel = (kernel + kernel.T) / 2
-    diagonal = jnp.sum(x**2, axis=1) / 2
+    u, e = unit_scale(x, axis=1)
+    diagonal = jnp.ldexp(jnp.sum(u**2, axis=1) / 2, 2 * e[:, 0])
     return jnp.where(jnp.eye(x.shape[0], dtype=bool), diagonal[:, None], kernel)
 
 
 def _two_layer_ntk(x1, x2):
-    cross = x1 @ x2.T
-    root1 = jnp.sqrt(jnp.sum(x1**2, axis=1))
-    root2 = jnp.sqrt(jnp.sum(x2**2, axis=1))
-    cosine = jnp.clip(cross * _inverse(root1)[:, None] * _inverse(root2)[None, :], -1.0, 1.0)
-    return cross * (math.pi - _arccos(cosine)) / (2 * math.pi)
+    """``x.x' (pi - theta) / (2 pi)`` from rows rescaled by powers of two (exact), so that the
+    norms neither overflow nor underflow; the scales multiply back in by exponents."""
+    cross, cosine, (_, e1), (_, e2) = _cosines(x1, x2)
+    value = cross * (math.pi - _arccos(cosine)) / (2 * math.pi)
+    return jnp.ldexp(value, e1[:, None] + e2[None, :])
 
 
 _two_layer_cross = jax.jit(_two_layer_ntk)

@@ -19,6 +19,7 @@ same key, data and settings give the same result, bit for bit, on one machine.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache, partial
 from typing import NamedTuple
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from kdbook._checks import as_float_array, check_bool, check_callable, check_finite, is_concrete
 from kdbook._checks import check_int as _check_int
+from kdbook._checks import check_key as _check_key
 from kdbook.functional import Apply, Params, as_pytree, output_shape
 from kdbook.losses import kd_loss
 
@@ -86,6 +88,8 @@ def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
             )
         if key is None:
             raise ValueError("minibatch training (batch_size set) needs a PRNG key: pass key=...")
+    if key is not None:
+        _check_key("key", key)
     return n
 
 
@@ -351,7 +355,10 @@ def fit(
             once with the real targets); an ``optimizer`` that is not an Optax transformation;
             integer options (``steps``, ``batch_size``, ``eval_every``, ``patience``,
             ``checkpoint_steps``) that are not integers (bools are refused) or out of range;
-            ``batch_size`` without ``key``; ``patience`` without ``monitor``, ``eval_fn`` and
+            bool options (``minimize``, ``progress``, ``data_parallel``) that are not ``True`` or
+            ``False``;
+            ``batch_size`` without ``key``; a ``key`` that is not one JAX PRNG key (an integer
+            seed, or an array of split keys); ``patience`` without ``monitor``, ``eval_fn`` and
             ``eval_every``; ``eval_fn`` that does not return a dict of scalars.
         FloatingPointError: if the training loss becomes NaN or infinite (lower the learning rate).
     """
@@ -428,6 +435,8 @@ def _loop(
             f"eval_every={eval_every!r}"
         )
 
+    check_bool("minimize", minimize)
+    check_bool("progress", progress)
     _preflight(apply, params, data_at(0), loss)
     check_bool("data_parallel", data_parallel)
     mesh = None
@@ -538,6 +547,22 @@ def _placed_on(mesh: Mesh, data_at: Callable[[int], tuple]) -> Callable[[int], t
     return lambda s: tuple(put(a) for a in data_at(s))
 
 
+def _check_fit_options(caller: str, options: Mapping) -> None:
+    """The ``**fit_options`` of ``caller`` must be options of :func:`fit` that ``caller`` does
+    not set itself (else Python's error would name ``fit`` or ``_loop``, not ``caller``)."""
+    allowed = [
+        name
+        for name, parameter in inspect.signature(fit).parameters.items()
+        if parameter.kind is parameter.KEYWORD_ONLY and name not in ("loss", "optimizer", "steps")
+    ]
+    unknown = [name for name in options if name not in allowed]
+    if unknown:
+        raise TypeError(
+            f"{caller}() got an unexpected keyword argument {unknown[0]!r}; besides its own "
+            f"arguments it takes fit's options {', '.join(allowed)}"
+        )
+
+
 def _kd_objective(soft_ratio, temperature, form, convention, label_smoothing) -> Loss:
     """``kd_loss`` with these options, as a loss ``(outputs, teacher_logits, labels)``: equal
     options give equal objects, so :func:`fit` compiles once for them."""
@@ -584,7 +609,10 @@ def distill(
     Raises:
         ValueError: for ``teacher_logits`` with NaN or inf, and as :func:`fit` and
             :func:`kdbook.losses.kd_loss` (labels, shapes, ``soft_ratio``, ``temperature``).
+        TypeError: for a keyword that is not an option of :func:`fit` (or that ``distill`` sets
+            itself, ``loss``); the message names ``distill``.
     """
+    _check_fit_options("distill", fit_options)
     check_finite("teacher_logits", teacher_logits)
     loss = _kd_objective(soft_ratio, temperature, form, convention, label_smoothing)
     return fit(
@@ -658,6 +686,8 @@ def online_distill(
         ValueError: for shapes that do not match, ``teacher_logits`` with NaN or inf, or a
             schedule of the wrong length or outside ``[0, m)``; and as :func:`fit` and
             :func:`kdbook.losses.kd_loss`.
+        TypeError: for a keyword that is not an option of :func:`fit` (or that
+            ``online_distill`` sets itself, ``loss``); the message names ``online_distill``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -670,6 +700,7 @@ def online_distill(
         >>> result.history["checkpoint"].tolist()
         [0, 0, 1, 1]
     """
+    _check_fit_options("online_distill", fit_options)
     teacher = as_float_array("teacher_logits", teacher_logits)
     check_finite("teacher_logits", teacher)
     x = as_float_array("x", x)
@@ -700,7 +731,7 @@ def online_distill(
     result = _loop(
         apply,
         params,
-        lambda s: (x, checkpoints[schedule[s]], labels),
+        lambda s: (x, checkpoints[schedule[s] if s < steps else 0], labels),  # s=0 preflights
         n,
         loss=loss,
         optimizer=optimizer,
@@ -792,7 +823,10 @@ def codistill(
     Raises:
         ValueError: for an ``optimizer`` that is neither an Optax transformation nor a pair of
             them, and as :func:`fit` and :func:`kdbook.losses.kd_loss`.
+        TypeError: for a keyword that is not an option of :func:`fit` (or that ``codistill``
+            sets itself, ``loss``); the message names ``codistill``.
     """
+    _check_fit_options("codistill", fit_options)
     pair = jax.tree_util.Partial(_pair_apply, as_pytree(apply_a), as_pytree(apply_b))
     if isinstance(optimizer, tuple) and not isinstance(optimizer, optax.GradientTransformation):
         if len(optimizer) != 2:

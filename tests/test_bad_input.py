@@ -110,6 +110,22 @@ CASES = {
     "tree_scale 'x'": (lambda: kd.tree_scale({"a": X}, "x"), "scale must be a number"),
     "tree_scale nan": (lambda: kd.tree_scale({"a": X}, np.nan), "scale must be a finite"),
     "tree_scale vector": (lambda: kd.tree_scale({"a": X}, jnp.ones(4)), "scale must be a single"),
+    "tree_scale overflow": (
+        lambda: kd.tree_scale({"a": jnp.full(2, 1e30)}, 1e30),
+        "tree_scale overflows float32",
+    ),
+    "tree_add overflow": (
+        lambda: kd.tree_add({"a": jnp.full(2, 3e38)}, {"a": jnp.full(2, 3e38)}),
+        "tree_add overflows float32",
+    ),
+    "tree_difference overflow": (
+        lambda: kd.tree_difference({"a": jnp.full(2, 3e38)}, {"a": jnp.full(2, -3e38)}),
+        "tree_difference overflows float32",
+    ),
+    "tree_norm string leaf": (
+        lambda: kd.tree_norm({"a": np.array(["x"])}),
+        r"a\['a'\] must be an array of real numbers",
+    ),
     "tree_stack dict": (lambda: kd.tree_stack({"a": X}), "trees must be a non-empty list"),
     "tree_stack []": (lambda: kd.tree_stack([]), "trees must be a non-empty list"),
     # ------------------------------------------------------------------ NTKs
@@ -157,6 +173,18 @@ CASES = {
         lambda: kd.empirical_ntk(APPLY, PARAMS, X, method="exact"),
         "method must be one of",
     ),
+    "empirical_ntk integer params (ntvp)": (
+        lambda: kd.empirical_ntk(lambda w, x: x @ w, jnp.ones(3, int), X, method="ntvp"),
+        "params must be a floating array, got dtype int",
+    ),
+    "empirical_ntk bool params leaf": (
+        lambda: kd.empirical_ntk(lambda p, x: x @ p["w"], {"w": jnp.ones(3, bool)}, X),
+        r"params\['w'\] must be a floating array, got dtype bool",
+    ),
+    "empirical_ntk outputs with an extra row": (
+        lambda: kd.empirical_ntk(lambda w, x: jnp.concatenate([x @ w, jnp.zeros(1)]), X[0], X),
+        r"one row per input; on x1 of 4 rows it returned .*\(5,\)",
+    ),
     "infinite_kernels w_std=inf": (
         lambda: kd.infinite_kernels(X, depth=1, w_std=np.inf),
         "w_std must be a finite",
@@ -190,6 +218,20 @@ CASES = {
     "linearized model, params of another width": (
         lambda: kd.linearize(APPLY, PARAMS)(OTHER_PARAMS, X),
         "params must have the structure and shapes of params0",
+    ),
+    "linearize integer params0": (
+        lambda: kd.linearize(lambda w, x: x @ w, jnp.ones(3, int)),
+        "params0 must be a floating array",
+    ),
+    "min_norm_params integer params0": (
+        lambda: kd.min_norm_params(lambda w, x: x @ w, jnp.ones(3, int), X, jnp.zeros(4)),
+        "params0 must be a floating array",
+    ),
+    "min_norm_params outputs with an extra row": (
+        lambda: kd.min_norm_params(
+            lambda w, x: jnp.concatenate([x @ w, jnp.zeros(1)]), X[0], X, jnp.zeros(5)
+        ),
+        "apply.* one row per input",
     ),
     "min_norm_params apply=None": (
         lambda: kd.min_norm_params(None, PARAMS, X, jnp.zeros((4, 2))),
@@ -390,6 +432,28 @@ CASES = {
     ),
     "fit batch_size without key": (lambda: _fit(batch_size=2), "needs a PRNG key"),
     "fit steps=2.0": (lambda: _fit(steps=2.0), "steps must be an integer"),
+    "fit minimize='no'": (lambda: _fit(minimize="no"), "minimize must be True or False"),
+    "fit progress=0": (lambda: _fit(progress=0), "progress must be True or False, got 0"),
+    "online_distill progress=None": (
+        lambda: kd.online_distill(
+            APPLY, PARAMS, X, LOGITS[None, :, :2], Y, **KD, **{**_no_loss(FIT), "progress": None}
+        ),
+        "progress must be True or False",
+    ),
+    "fit key=0": (
+        lambda: _fit(batch_size=2, key=0),
+        r"key must be a JAX PRNG key such as jax.random.key\(0\), got int 0",
+    ),
+    "fit split keys": (
+        lambda: _fit(batch_size=2, key=jax.random.split(jax.random.key(0))),
+        r"key must be a single JAX PRNG key .* of shape \(2,\)",
+    ),
+    "train_scan key=0": (
+        lambda: kd.train_scan(
+            APPLY, PARAMS, (X, Y), loss=kd.cross_entropy, optimizer=optax.sgd(0.1), steps=1, key=0
+        ),
+        "key must be a JAX PRNG key",
+    ),
     "train_scan optimizer=None": (
         lambda: kd.train_scan(
             APPLY, PARAMS, (X, Y), loss=kd.cross_entropy, optimizer=None, steps=1
@@ -494,6 +558,21 @@ def test_bad_input_gets_a_clear_error(case):
         call()
 
 
+def test_misspelt_options_of_the_distillers_name_them():
+    teacher, pair = LOGITS[:, :2], (APPLY, PARAMS, APPLY, PARAMS)
+    calls = {
+        "distill": lambda **o: kd.distill(APPLY, PARAMS, X, teacher, Y, **KD, **o),
+        "online_distill": lambda **o: kd.online_distill(
+            APPLY, PARAMS, X, teacher[None], Y, **KD, **o
+        ),
+        "codistill": lambda **o: kd.codistill(*pair, X, Y, **KD, **o),
+    }
+    for name, call in calls.items():
+        for option in ("batchsize", "loss"):
+            with pytest.raises(TypeError, match=rf"^{name}\(\) got .* keyword argument '{option}'"):
+                call(**_no_loss(FIT), **{option: 1})
+
+
 def test_the_checks_run_outside_jit_and_stay_silent_inside():
     """Value checks need concrete values: traced under jit they are skipped, never wrong."""
     loss = jax.jit(lambda s, t, y: kd.kd_loss(s, t, y, **KD))
@@ -518,6 +597,18 @@ def test_valid_edge_cases_still_work():
         steps=np.int64(2), eval_fn=_metrics, eval_every=np.int64(1), checkpoint_steps=[np.int64(1)]
     )
     assert list(result.checkpoints) == [1]
+    cnn = kd.CNN((4, 4, 1), channels=(2,), out_features=3, rngs=nnx.Rngs(0))
+    ones = cnn(jnp.ones((2, 16)))  # integer and float64 inputs are converted as by MLP
+    np.testing.assert_allclose(cnn(jnp.ones((2, 16), jnp.int32)), ones, rtol=1e-6)
+    with kd.enable_x64():
+        np.testing.assert_allclose(cnn(np.ones((2, 16))), ones, rtol=1e-5)
+    options = {**KD, **_no_loss(FIT), "steps": 0}  # no update, as fit(steps=0)
+    result = kd.online_distill(APPLY, PARAMS, X, LOGITS[None, :, :2], Y, **options)
+    assert result.params is PARAMS and result.history["checkpoint"].size == 0
+    big_ints = {"w": jnp.array([100000, 100000])}  # int32: the inner product wrapped around
+    np.testing.assert_allclose(kd.tree_inner(big_ints, big_ints), 2e10, rtol=1e-6)
+    np.testing.assert_allclose(kd.tree_norm(big_ints), np.sqrt(2) * 1e5, rtol=1e-6)
+    np.testing.assert_allclose(kd.tree_add(big_ints, big_ints)["w"], 2e5, rtol=1e-6)
     tiny = {"a": jnp.array([1e-30, 1e-30])}
     np.testing.assert_allclose(kd.tree_norm(tiny), np.sqrt(2) * 1e-30, rtol=1e-6)
     huge = {"a": jnp.array([1e20, 1e20])}
@@ -571,3 +662,31 @@ def test_erf_kernel_refuses_what_float32_cannot_resolve():
         exact = kd.infinite_kernels(x / 100, x[:3] / 100, depth=2, activation="erf")
     for a, b in zip(kernels, exact, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3)
+
+
+@pytest.mark.parametrize("activation, b_std", [("relu", 0.0), ("relu", 0.5), ("erf", 0.0)])
+def test_infinite_kernels_of_tiny_and_huge_inputs_match_float64(activation, b_std):
+    """Rows of norm 1e-23 and 1e15 in float32: their squares under/overflow, their kernels do
+    not (the probe: ReLU nngp 0 and ntk 1.25e-9 instead of 2.5e-9 and 5e-9)."""
+    x1, x2 = np.array([[1e-23, 0.0], [1e-23, 2e-23]]), np.array([[1e15, 0.0], [0.0, 3e14]])
+    single = kd.infinite_kernels(
+        x1.astype(np.float32), x2.astype(np.float32), depth=2, activation=activation, b_std=b_std
+    )
+    with kd.enable_x64():
+        double = kd.infinite_kernels(x1, x2, depth=2, activation=activation, b_std=b_std)
+    for a, b in zip(single, double, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * float(np.abs(b).max()))
+    depth1 = kd.infinite_kernels(x1[:1].astype(np.float32), x2[:1].astype(np.float32), depth=1)
+    np.testing.assert_allclose(depth1, [[[2.5e-9]], [[5e-9]]], rtol=1e-5)
+
+
+def test_two_layer_ntk_of_tiny_and_huge_inputs_is_exact():
+    """x.x' (pi - theta) / (2 pi) = 0.5 for [1e20, 0] and [1e-20, 0] (was 0.25: the norms'
+    squares overflowed and underflowed), and 5e-26 for [1e-25, 0] and [1, 0] (was 2.5e-26)."""
+    np.testing.assert_allclose(kd.two_layer_ntk([[1e20, 0.0]], [[1e-20, 0.0]]), [[0.5]], rtol=1e-6)
+    np.testing.assert_allclose(kd.two_layer_ntk([[1e-25, 0.0]], [[1.0, 0.0]]), [[5e-26]], rtol=1e-6)
+    x1, x2 = np.array([[1e-25, 3e-25], [2e-25, -1e-25]]), np.array([[2e15, 5e14], [1e17, 3e17]])
+    with kd.enable_x64():
+        double = np.asarray(kd.two_layer_ntk(x1, x2))
+    single = kd.two_layer_ntk(x1.astype(np.float32), x2.astype(np.float32))
+    np.testing.assert_allclose(single, double, rtol=1e-5)

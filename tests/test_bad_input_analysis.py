@@ -147,6 +147,10 @@ CASES = {
         lambda: kd.flip_labels(np.array([0, 5]), 1.0, key=KEY, num_classes=3),
         r"labels must lie in \[0, 3\) \(num_classes=3\), got values in \[0, 5\]",
     ),
+    "flip num_classes beyond uint8": (
+        lambda: kd.flip_labels(np.zeros(4, np.uint8), 1.0, key=KEY, num_classes=300),
+        "num_classes=300 does not fit labels of dtype uint8",
+    ),
     "flip labels negative": (
         lambda: kd.flip_labels(np.array([-1, 0]), 1.0, key=KEY, num_classes=3),
         r"labels must lie in \[0, 3\)",
@@ -178,6 +182,10 @@ CASES = {
     "angular kappa nan": (
         lambda: kd.sample_angular(4, key=KEY, dim=3, kappa=NAN),
         "kappa must be > 0",
+    ),
+    "bumps width underflows": (
+        lambda: kd.make_gaussian_bumps(key=KEY, width=1e-20),
+        r"width must be >= .* \(2 \* width\*\*2 would underflow",
     ),
     "bumps key None": (lambda: kd.make_gaussian_bumps(key=None), KEY_MESSAGE),
     "bumps amplitude nan": (
@@ -214,6 +222,18 @@ CASES = {
         "n must be an integer >= 1, got .*0",
     ),
     "sphere key int": (lambda: kd.sample_sphere(3, key=0, dim=2), KEY_MESSAGE),
+    "sphere split keys": (
+        lambda: kd.sample_sphere(3, key=jax.random.split(KEY), dim=2),
+        r"key must be a single JAX PRNG key .* of shape \(2,\)",
+    ),
+    "uniform legacy split keys": (
+        lambda: kd.sample_uniform(3, key=jax.random.split(jax.random.PRNGKey(0)), dim=2),
+        r"key must be a single JAX PRNG key .* of shape \(2,\)",
+    ),
+    "flip_labels split keys": (
+        lambda: kd.flip_labels(np.array([0, 1]), 0.5, key=jax.random.split(KEY), num_classes=2),
+        "key must be a single JAX PRNG key",
+    ),
     "sphere dim float": (
         lambda: kd.sample_sphere(3, key=KEY, dim=2.0),
         "dim must be an integer >= 1, got 2.0",
@@ -297,6 +317,10 @@ CASES = {
     "regression cross nan": (
         lambda: kd.kernel_regression(K, Y, kernel_test_train=_nan(CROSS)),
         "kernel_test_train contains .*(NaN|non-finite)",
+    ),
+    "regression predictions overflow": (
+        lambda: kd.kernel_regression(np.eye(1), np.array([3e38]), kernel_test_train=[[10.0]]),
+        "kernel_regression overflows float32",
     ),
     "regression ridge inf": (
         lambda: kd.kernel_regression(K, Y, ridge=INF),
@@ -498,6 +522,10 @@ CASES = {
         lambda: th.multiclass_margin(_nan(OUT), LAB),
         "outputs contains .*(NaN|non-finite)",
     ),
+    "margin overflows": (
+        lambda: th.multiclass_margin(np.array([[3e38, -3e38]], np.float32), np.array([0])),
+        "multiclass_margin overflows float32",
+    ),
     "bound outputs nan": (
         lambda: th.supervision_bound_terms(np.full((4, 2), NAN), LAB, PROBS, K, margin=0.1),
         "outputs contains .*(NaN|non-finite)",
@@ -517,6 +545,10 @@ CASES = {
     "similarity vectors inf": (
         lambda: th.group_similarity(_inf(OUT), GROUPS),
         "vectors contains .*(NaN|non-finite)",
+    ),
+    "inefficiency no draws": (
+        lambda: th.data_inefficiency([1, 2], np.zeros((0, 2))),
+        r"norms must hold at least one draw, got shape \(0, 2\)",
     ),
 }
 

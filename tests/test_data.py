@@ -185,6 +185,15 @@ def test_flip_labels_accepts_lists_and_numpy_integers_and_keeps_the_range():
     flipped = kd.flip_labels([0, 1, 2, 2], 1.0, num_classes=np.int64(3), key=jax.random.key(0))
     assert flipped.shape == (4,) and np.all(np.asarray(flipped) != np.array([0, 1, 2, 2]))
     assert set(np.asarray(flipped).tolist()) <= {0, 1, 2}
+    # uint8 labels near the top: label + shift must not wrap around mod 256 before mod 256 classes
+    flipped = kd.flip_labels(
+        np.full(64, 250, np.uint8), 1.0, num_classes=256, key=jax.random.key(1)
+    )
+    assert flipped.dtype == np.uint8 and np.all(np.asarray(flipped) != 250)
+    flipped = kd.flip_labels(
+        np.full(64, 199, np.uint8), 1.0, num_classes=200, key=jax.random.key(2)
+    )
+    assert np.asarray(flipped).max() < 200 and np.all(np.asarray(flipped) != 199)
 
 
 def _write_cifar10(folder, n_per_batch=4, seed=0):
@@ -249,6 +258,16 @@ def test_load_cifar10_clear_errors(tmp_path):
         pickle.dump({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}, file)
     with pytest.raises(ValueError, match=r"expected \(n, 3072\)"):
         kd.load_cifar10(folder)
+    for data, labels, message in (  # truncated labels or wrapped pixels would load silently
+        (np.zeros((2, 3072), np.uint8), [0.5, 1], "data_batch_1: labels must be integers"),
+        (np.zeros((2, 3072), np.uint8), [0, 10], r"data_batch_1: labels must lie in \[0, 9\]"),
+        (np.full((2, 3072), 1000), [0, 1], r"data_batch_1: pixel values must lie in \[0, 255\]"),
+        (np.full((2, 3072), 0.5), [0, 1], "data_batch_1: pixel values must be integers"),
+    ):
+        with (folder / "data_batch_1").open("wb") as file:
+            pickle.dump({b"data": data, b"labels": labels}, file)
+        with pytest.raises(ValueError, match=message):
+            kd.load_cifar10(folder)
     _write_cifar10(folder)
     with pytest.raises(ValueError, match="n_train must be <= 20"):
         kd.load_cifar10(folder, n_train=21)

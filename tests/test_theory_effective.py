@@ -1,6 +1,8 @@
 """kdbook.theory.effective: effective logits and correction thresholds, against an independent
 root finder."""
 
+import decimal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -194,6 +196,24 @@ def test_correction_threshold_closed_forms_and_edges():
         kd.correction_threshold(soft_ratio=-0.1)
     with pytest.raises(ValueError, match="temperature"):
         kd.correction_threshold(soft_ratio=0.5, temperature=-1.0)
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.9, 0.3])
+def test_correction_threshold_is_accurate_at_any_temperature(rho):
+    """Against 160-digit decimal arithmetic from T = 1 to 1e100: the ratio form cancelled to
+    log(1) = 0 for T >= 1e17 (and -1.9984 at 1e15) where the limit is -2 (1 - rho) / rho."""
+    with decimal.localcontext() as context:
+        context.prec = 160  # the ratio differs from 1 by ~1/T: 100 digits cancel at T = 1e100
+        for t in np.logspace(0, 100, 41):
+            got = kd.correction_threshold(soft_ratio=rho, temperature=float(t))
+            if rho * t <= 1 - rho:  # every wrong logit corrected
+                assert got == -np.inf
+                continue
+            r, big = decimal.Decimal(rho), decimal.Decimal(float(t))
+            exact = big * ((r * (big + 1) - 1) / (r * (big - 1) + 1)).ln()
+            assert got == pytest.approx(float(exact), rel=1e-13), t
+    limit = kd.correction_threshold(soft_ratio=rho, temperature=1e300)
+    assert limit == pytest.approx(-2 * (1 - rho) / rho, rel=1e-15)
 
 
 def test_effective_logits_at_tiny_temperatures_match_the_asymptotic_root():

@@ -178,6 +178,15 @@ def test_span_projection_matches_the_explicit_formula(method, n):
 
 
 @pytest.mark.parametrize("method", ["qr", "svd"])
+def test_span_projection_does_not_judge_rank_by_row_sizes(method):
+    """Orthogonal rows of norms 1e3 and 1e-4 span two directions (svd gave [1, 0, 0] and qr
+    called them linearly dependent: the tolerance was relative to the largest row)."""
+    x = np.array([[1e3, 0.0, 0.0], [0.0, 1e-4, 0.0]], np.float32)
+    projection = theory.span_projection(x, np.array([1.0, 2.0, 3.0], np.float32), method=method)
+    np.testing.assert_allclose(projection, [1.0, 2.0, 0.0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["qr", "svd"])
 def test_span_projection_ignores_zero_rows_also_under_vmap(method):
     d, n_max = 12, 9
     x = jax.random.normal(jax.random.key(6), (n_max, d))

@@ -14,6 +14,7 @@ from jax.typing import ArrayLike
 
 from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_finite as _check_finite
+from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete
@@ -222,7 +223,8 @@ def multiclass_margin(outputs: ArrayLike, labels: ArrayLike) -> jax.Array:
 
     Raises:
         ValueError: for shapes that do not match, fewer than two classes, or (concrete input)
-            NaN or infinite outputs or labels outside ``[0, k)``.
+            NaN or infinite outputs, labels outside ``[0, k)``, or margins that overflow the
+            dtype (scores near its largest value).
 
     Example:
         >>> import jax.numpy as jnp
@@ -230,6 +232,11 @@ def multiclass_margin(outputs: ArrayLike, labels: ArrayLike) -> jax.Array:
         Array([ 0.5, -1. ], dtype=float32)
     """
     outputs, labels = _check_class_outputs("outputs", outputs, labels, "labels")
+    return _check_no_overflow(_margins(outputs, labels), "multiclass_margin")
+
+
+def _margins(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+    """The margins of checked arguments; an overflow gives +-inf, of the right sign."""
     true = labels[:, None] == jnp.arange(outputs.shape[1])[None, :]
     own = jnp.sum(jnp.where(true, outputs, 0.0), axis=1)
     return own - jnp.max(jnp.where(true, -jnp.inf, outputs), axis=1)
@@ -326,7 +333,7 @@ def supervision_bound_terms(
     teacher = jnp.argmax(targets, axis=1)
     return BoundTerms(
         teacher_error=jnp.mean(teacher != labels),
-        margin_loss=jnp.mean(multiclass_margin(outputs, teacher) <= margin),
+        margin_loss=jnp.mean(_margins(outputs, teacher) <= margin),  # +-inf counts right
         complexity=outputs.shape[1]
         * adjusted_supervision_complexity(kernel, centred, ridge=ridge)
         / margin,

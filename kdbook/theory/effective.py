@@ -214,7 +214,10 @@ def correction_threshold(
         \text{and } \tau = -\infty \text{ otherwise (every wrong teacher logit is corrected)}.
 
     Both follow from setting :math:`z = 0` in the stationarity equation; they agree at
-    :math:`T = 1`, and :math:`\tau = 0` at :math:`\rho = 1` (nothing is corrected). By symmetry an
+    :math:`T = 1`, and :math:`\tau = 0` at :math:`\rho = 1` (nothing is corrected). As
+    :math:`T \to \infty` the Hinton threshold tends to :math:`-2(1 - \rho)/\rho`; it is
+    computed as :math:`T \operatorname{log1p}\big(-2(1-\rho) / (\rho(T-1)+1)\big)`, accurate
+    for any :math:`T`. By symmetry an
     example of class 0 is corrected when :math:`z^t < -\tau`.
 
     Args:
@@ -237,4 +240,6 @@ def correction_threshold(
         return t * float(np.log(2 * rho - 1)) if rho > 0.5 else -np.inf
     if rho * t <= 1 - rho:
         return -np.inf
-    return t * float(np.log((rho * (t + 1) - 1) / (rho * (t - 1) + 1)))
+    # log((rho (T + 1) - 1) / (rho (T - 1) + 1)) = log1p(-2 (1 - rho) / (rho (T - 1) + 1)): no
+    # ratio of two nearly equal numbers, so large T keeps its limit -2 (1 - rho) / rho
+    return t * float(np.log1p(-2.0 * (1.0 - rho) / (rho * (t - 1.0) + 1.0)))

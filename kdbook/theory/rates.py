@@ -88,7 +88,7 @@ def data_inefficiency(
 
     Raises:
         ValueError: for sizes that are not increasing positive integers, or norms of another
-            length, or not positive and finite.
+            length, with no draws, or not positive and finite.
     """
     sizes = np.asarray(sizes)
     if sizes.ndim != 1 or sizes.size < 2 or not np.issubdtype(sizes.dtype, np.integer):
@@ -101,6 +101,8 @@ def data_inefficiency(
             f"norms must have shape ({sizes.size},) or (draws, {sizes.size}) like sizes, got "
             f"{norms.shape}"
         )
+    if norms.size == 0:
+        raise ValueError(f"norms must hold at least one draw, got shape {norms.shape}")
     if not (np.all(np.isfinite(norms)) and np.all(norms > 0)):
         raise ValueError("norms must be positive and finite (their logarithms are averaged)")
     log_norms = np.log(norms).reshape(-1, sizes.size).mean(axis=0)

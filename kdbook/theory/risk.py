@@ -351,6 +351,10 @@ def span_projection(
       \lVert X c - w \rVert` by a singular value decomposition, and :math:`P_X w = X c`. It
       handles any rank deficiency but is much slower on CPU.
 
+    Each non-zero row is first scaled to unit norm, which leaves the span unchanged, so the
+    rank tolerance judges directions, not magnitudes: rows of norms ``1e3`` and ``1e-4`` count
+    as two directions.
+
     Args:
         x: ``(n, d)`` inputs, one per row (any ``n``, also ``n >= d``).
         w: ``(d,)`` vector to project.
@@ -374,6 +378,10 @@ def span_projection(
     n, d = x.shape
     if rtol is None:
         rtol = float(jnp.finfo(x.dtype).eps) * max(n, d)
+    # unit rows (the span is unchanged): the rank tolerance then compares directions, not sizes
+    u = unit_scale(x, axis=1)[0]
+    norms = jnp.linalg.norm(u, axis=1, keepdims=True)
+    x = u / jnp.where(norms > 0, norms, 1.0)
     if method == "svd":
         return x.T @ jnp.linalg.lstsq(x.T, w, rcond=rtol)[0]
     zero = jnp.all(x == 0, axis=1)
