@@ -267,7 +267,7 @@ def tree_difference(a: Params, b: Params) -> Params:
 
 
 def tree_add(a: Params, b: Params) -> Params:
-    """Leafwise ``a + b (integer leaves become floats).
+    """Leafwise ``a + b`` (integer leaves become floats).
 
     Raises:
         ValueError: for pytrees of different structures or leaf shapes, leaves that are not

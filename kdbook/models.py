@@ -318,7 +318,7 @@ class CNN(nnx.Module):
             (each block halves them).
         channels: the output channels of each convolution block.
         out_features: number of outputs.
-        activation: a name in :data:`ACTIVATIONS`.
+        activation: a name in ``ACTIVATIONS`` (as for :class:`MLP`).
         w_std: :math:`\sigma_w`, as in :class:`Dense` (``sqrt(2)`` suits ReLU).
         rngs: NNX random streams.
 
