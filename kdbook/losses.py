@@ -341,13 +341,16 @@ def cross_entropy(
 
     Raises:
         ValueError: for logits that are not finite numbers of the form's shape, labels that
-            are not ``(n,)`` integers in ``[0, k)``, or ``label_smoothing`` outside ``[0, 1)``.
+            are not ``(n,)`` integers in ``[0, k)``, ``label_smoothing`` outside ``[0, 1)``, or
+            a loss that overflows the dtype (logits near its limit; concrete inputs).
     """
     logits = _check_logits("logits", logits, form)
     num_classes = logits.shape[1] if form == "softmax" else 2
     labels = _check_labels(jnp.asarray(labels), logits.shape[0], num_classes)
     targets = _hard_probs(labels, num_classes, label_smoothing, form)
-    return jnp.mean(_cross_entropy_rows(logits, targets, form))
+    return _check_no_overflow(
+        jnp.mean(_cross_entropy_rows(logits, targets, form)), "cross_entropy of these logits"
+    )
 
 
 # ----------------------------------------------------------------------------- the KD objective
@@ -426,7 +429,8 @@ def kd_loss(
             labels; under ``jax.jit`` value checks are skipped), ``soft_ratio`` outside
             ``[0, 1]``, ``label_smoothing`` outside ``[0, 1)``, a ``temperature`` not a finite
             number ``> 0`` whose square its dtype can hold (float32: about ``[1e-19, 1e19]``),
-            or an unknown ``form``, ``convention`` or ``soft_term``.
+            or an unknown ``form``, ``convention`` or ``soft_term``; a loss that overflows the
+            dtype (logits near its limit, or logits / temperature beyond it; concrete inputs).
 
     Example:
         >>> import jax.numpy as jnp
@@ -463,7 +467,8 @@ def kd_loss(
         teacher_probs = soft_targets(teacher, temperature=temperature, form=form)
         ce = _cross_entropy_rows(student / temperature, teacher_probs, form)
         soft = jax.lax.stop_gradient(ce) + (soft - jax.lax.stop_gradient(soft))
-    return jnp.mean((1.0 - soft_ratio) * hard + soft_ratio * soft_scale * soft)
+    value = jnp.mean((1.0 - soft_ratio) * hard + soft_ratio * soft_scale * soft)
+    return _check_no_overflow(value, "kd_loss of these logits at this temperature")
 
 
 def kd_logit_gradient(
@@ -523,7 +528,7 @@ def kd_logit_gradient(
     else:
         p_s_t = soft_targets(student, temperature=temperature, form=form)
         grad = ((1.0 - soft_ratio) * (p_s_t - target) + soft_ratio * gap) / temperature
-    return grad / n
+    return _check_no_overflow(grad / n, "kd_logit_gradient of these logits at this temperature")
 
 
 class GradientDecomposition(NamedTuple):

@@ -250,6 +250,41 @@ CASES = {
         r"fails on x of shape \(4, 5\)",
     ),
     # ------------------------------------------------------------------ losses
+    "kd_loss logits near the float32 limit (was NaN)": (
+        lambda: kd.kd_loss(
+            jnp.array([[3e38, -3e38]]),
+            jnp.array([[-3e38, 3e38]]),
+            jnp.array([0]),
+            soft_ratio=0.5,
+            temperature=1.0,
+        ),
+        "kd_loss of these logits at this temperature overflows float32",
+    ),
+    "kd_loss sigmoid logits near the float32 limit (was NaN)": (
+        lambda: kd.kd_loss(
+            jnp.array([3e38]),
+            jnp.array([-3e38]),
+            jnp.array([0]),
+            soft_ratio=0.5,
+            temperature=1.0,
+            form="sigmoid",
+        ),
+        "kd_loss of these logits at this temperature overflows float32",
+    ),
+    "kd_logit_gradient logits 1e34 at T=1e-5 (was NaN)": (
+        lambda: kd.kd_logit_gradient(
+            jnp.array([[1e34, 0.0]]),
+            jnp.array([[0.0, 1e34]]),
+            jnp.array([0]),
+            soft_ratio=0.5,
+            temperature=1e-5,
+        ),
+        "kd_logit_gradient of these logits at this temperature overflows float32",
+    ),
+    "cross_entropy logits near the float32 limit (was inf)": (
+        lambda: kd.cross_entropy(jnp.array([[3e38, -3e38]]), jnp.array([1])),
+        "cross_entropy of these logits overflows float32",
+    ),
     "kd_loss temperature=inf": (
         lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature=np.inf),
         "temperature must be a finite",
