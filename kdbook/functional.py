@@ -357,5 +357,5 @@ def _check_same_structure(a: Params, b: Params) -> None:
     if sa != sb:
         raise ValueError(f"pytrees have different structures: {sa} vs {sb}")
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        if u.shape != v.shape:
-            raise ValueError(f"pytree leaves have different shapes: {u.shape} vs {v.shape}")
+        if np.shape(u) != np.shape(v):
+            raise ValueError(f"pytree leaves have different shapes: {np.shape(u)} vs {np.shape(v)}")

@@ -618,6 +618,11 @@ def test_the_checks_run_outside_jit_and_stay_silent_inside():
 def test_valid_edge_cases_still_work():
     """What the checks must not refuse: integer inputs are converted, tiny and huge but
     representable values are kept, NumPy integers are integers."""
+    # Python numbers and lists are pytrees too (scalar leaves)
+    assert float(kd.tree_inner({"w": 1.0}, {"w": 2.0})) == 2.0
+    np.testing.assert_allclose(kd.tree_add([1.0, 2.0], [3.0, 4.0]), [4.0, 6.0])
+    np.testing.assert_allclose(kd.tree_angle([1.0, 0.0], [0.0, 1.0]), np.pi / 2, rtol=1e-6)
+    np.testing.assert_allclose(kd.tree_stack([{"a": 1.0}, {"a": 2.0}])["a"], [1.0, 2.0])
     ints = np.arange(12).reshape(4, 3)
     ntvp = kd.empirical_ntk(APPLY, PARAMS, ints, method="ntvp")
     jacobian = kd.empirical_ntk(APPLY, PARAMS, ints.astype(np.float32), method="jacobian")
