@@ -179,6 +179,28 @@ def output_shape(apply: Apply, params: Params, x: jax.Array, *, name: str = "x")
         ) from err
 
 
+def row_outputs(
+    apply: Apply, params: Params, x: jax.Array, *, name: str = "x", params_name: str = "params"
+) -> jax.ShapeDtypeStruct:
+    """:func:`output_shape` of an ``apply`` that must return one ``(n,)`` or ``(n, k)`` array,
+    one row per row of ``x``.
+
+    Raises:
+        ValueError: as :func:`output_shape`, and for any other output.
+    """
+    outputs = output_shape(apply, params, x, name=name)
+    if (
+        not isinstance(outputs, jax.ShapeDtypeStruct)
+        or outputs.ndim == 0
+        or outputs.shape[0] != x.shape[0]
+    ):
+        raise ValueError(
+            f"apply({params_name}, x) must return one array of outputs, (n,) or (n, k), one row "
+            f"per input; on {name} of {x.shape[0]} rows it returned {outputs}"
+        )
+    return outputs
+
+
 def as_pytree(apply: Apply) -> Apply:
     """``apply`` as a pytree, to pass to a jitted function as an argument.
 

@@ -20,7 +20,7 @@ from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_callable as _check_callable
 from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_float_leaves as _check_float_leaves
-from kdbook.functional import Apply, Params, as_pytree, output_shape, tree_add, tree_difference
+from kdbook.functional import Apply, Params, as_pytree, row_outputs, tree_add, tree_difference
 from kdbook.kernels import kernel_solve
 from kdbook.ntk import empirical_ntk
 
@@ -112,13 +112,7 @@ def min_norm_params(
     _check_float_leaves("params0", params0, why=_FLOAT_PARAMS)
     x = _as_float_array("x", x)
     _check_finite("x", x)
-    shape = output_shape(apply, params0, x, name="x")
-    rows = x.shape[:1]
-    if not isinstance(shape, jax.ShapeDtypeStruct) or shape.ndim == 0 or shape.shape[:1] != rows:
-        raise ValueError(
-            "apply(params0, x) must return one array of outputs, (n,) or (n, k), one row per "
-            f"input; on x of shape {x.shape} it returned {shape}"
-        )
+    row_outputs(apply, params0, x, params_name="params0")
     outputs, pullback = jax.vjp(lambda p: apply(p, x), params0)
     targets = jnp.asarray(targets)
     if targets.shape != outputs.shape:

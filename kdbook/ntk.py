@@ -62,7 +62,7 @@ from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import check_square_fits as _check_square_fits
-from kdbook.functional import Apply, Functional, Params, as_pytree, output_shape
+from kdbook.functional import Apply, Functional, Params, as_pytree, output_shape, row_outputs
 from kdbook.theory._scaling import unit_scale
 
 __all__ = ["METHODS", "InfiniteKernels", "empirical_ntk", "infinite_kernels", "two_layer_ntk"]
@@ -223,20 +223,6 @@ def _resolve_method(method, structure, apply, params, x1, batch_size) -> str:
 _FLOAT_PARAMS = "the NTK differentiates with respect to floating-point parameters"
 
 
-def _check_outputs(apply: Apply, params: Params, x: jax.Array, name: str) -> None:
-    """``apply(params, x)`` must be one ``(n,)`` or ``(n, k)`` array with a row per input."""
-    outputs = output_shape(apply, params, x, name=name)
-    if (
-        not isinstance(outputs, jax.ShapeDtypeStruct)
-        or outputs.ndim == 0
-        or outputs.shape[0] != x.shape[0]
-    ):
-        raise ValueError(
-            "apply(params, x) must return one array of outputs, (n,) or (n, k), one row per "
-            f"input; on {name} of {x.shape[0]} rows it returned {outputs}"
-        )
-
-
 def empirical_ntk(
     apply: Apply,
     params: Params,
@@ -302,7 +288,7 @@ def empirical_ntk(
     method = _resolve_method(method, structure, apply, params, x1, batch_size)
     for name, x in (("x1", x1), ("x2", x2)):
         if x is not None:
-            _check_outputs(apply, params, x, name)
+            row_outputs(apply, params, x, name=name)
     # apply and structure are arguments of the compiled function (pytrees): one compilation is
     # shared by every model of the same structure
     apply = as_pytree(apply)
