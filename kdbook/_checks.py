@@ -97,7 +97,7 @@ def check_finite(name: str, value) -> None:
     if not is_concrete(value):
         return
     a = np.asarray(value)
-    if np.issubdtype(a.dtype, np.inexact):
+    if jax.dtypes.issubdtype(a.dtype, np.inexact):  # also bfloat16
         finite = np.isfinite(a)
         if not finite.all():
             bad = a.size - int(finite.sum())
@@ -120,9 +120,34 @@ def as_float_array(name: str, value) -> jax.Array:
     dtype = array.dtype
     if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
         return jax.numpy.asarray(array, dtype=jax.dtypes.canonicalize_dtype(float))
-    if not np.issubdtype(dtype, np.floating):
+    if not jax.dtypes.issubdtype(dtype, np.floating):  # float16/32/64 and bfloat16 pass
         raise ValueError(f"{name} must be an array of real numbers, got dtype {dtype}")
     return jax.numpy.asarray(array)
+
+
+def _holds_bool(value) -> bool:
+    if isinstance(value, list | tuple):
+        return any(_holds_bool(entry) for entry in value)
+    return isinstance(value, bool | np.bool_)
+
+
+def real_array(name: str, value, *, integer: bool = False) -> np.ndarray:
+    """A concrete NumPy copy of ``value``, numbers only: float64 (or int64 with ``integer=True``,
+    which refuses non-integer dtypes). Bools (also inside lists), complex numbers, strings,
+    ragged lists and ``None`` are refused; shapes and values are the caller's to check."""
+    if not is_concrete(value):
+        raise TypeError(f"{name} must be concrete (a list or NumPy array), not a traced value")
+    if value is None or _holds_bool(value):
+        raise ValueError(f"{name} must hold numbers, got {value!r}"[:200])
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers, got {value!r}"[:200]) from None
+    kinds = "iu" if integer else "iuf"
+    if array.dtype.kind not in kinds:
+        allowed = "integers" if integer else "real numbers"
+        raise ValueError(f"{name} must hold {allowed}, got dtype {array.dtype}")
+    return array.astype(np.int64 if integer else np.float64)
 
 
 def check_float_leaves(name: str, tree, *, why: str = "") -> None:
@@ -181,10 +206,17 @@ def check_square_fits(name: str, value, dtype=None) -> None:
         raise ValueError(f"{name}={value!r} is too large: its square overflows {np.dtype(dtype)}")
 
 
-def check_no_overflow(value, what: str):
-    """A concrete result computed from finite inputs must be finite: else its dtype overflowed."""
+def check_no_overflow(value, what: str, *, scale: tuple[str, object] | None = None):
+    """A concrete result computed from finite inputs must be finite: else its dtype overflowed.
+    ``scale=(name, given)`` blames the argument ``name`` (a scale that was too large)."""
     if is_concrete(value) and not np.isfinite(np.asarray(value)).all():
         dtype = np.asarray(value).dtype
+        if scale is not None:
+            name, given = scale
+            raise ValueError(
+                f"{name} must be small enough that {what} are finite in {dtype}, got {given!r} "
+                f"(use a smaller {name}, or float64 inside kdbook.enable_x64())"
+            )
         raise ValueError(
             f"{what} overflows {dtype} for these inputs (beyond {float(np.finfo(dtype).max):.3g}):"
             " rescale them, or compute in float64 with kdbook.enable_x64()"

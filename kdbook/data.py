@@ -11,6 +11,7 @@ scikit-learn.
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import NamedTuple
@@ -19,10 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_bool as _check_bool
 from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
 from kdbook._checks import check_key as _check_key
+from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import check_unit_interval as _check_unit_interval
@@ -46,22 +49,12 @@ __all__ = [
 ]
 
 
-def _check_no_overflow(name: str, value, array: jax.Array, what: str) -> None:
-    """A concrete ``array`` made with the finite scale ``value`` must be finite: a scale too large
-    for the dtype makes it overflow."""
-    if _is_concrete(array) and not np.isfinite(np.asarray(array)).all():
-        raise ValueError(
-            f"{name} must be small enough that {what} are finite in {array.dtype}, got "
-            f"{value!r} (use a smaller {name}, or float64 inside kdbook.enable_x64())"
-        )
-
-
 def _check_representable(name: str, value, what: str, dtype=None) -> None:
     """A concrete scale ``value`` must not exceed the largest number of ``dtype`` (default: the
     default float dtype), checked before anything is computed with it."""
     dtype = jnp.result_type(float) if dtype is None else dtype
     if _is_concrete(value) and float(value) > float(np.finfo(dtype).max):
-        _check_no_overflow(name, value, jnp.full((), np.inf, dtype), what)
+        _check_no_overflow(jnp.full((), np.inf, dtype), what, scale=(name, value))
 
 
 def _scale(name: str, value, array: jax.Array, what: str) -> jax.Array:
@@ -69,7 +62,7 @@ def _scale(name: str, value, array: jax.Array, what: str) -> jax.Array:
     (the check of the product needs concrete values)."""
     _check_representable(name, value, what, array.dtype)
     product = value * array
-    _check_no_overflow(name, value, product, what)
+    _check_no_overflow(product, what, scale=(name, value))
     return product
 
 
@@ -193,7 +186,7 @@ def make_hierarchical_mixture(
         "class_scale", class_scale, unit(kv, num_classes), "the means"
     )
     _check_no_overflow(
-        "superclass_scale + class_scale", superclass_scale + class_scale, means, "the means"
+        means, "the means", scale=("superclass_scale + class_scale", superclass_scale + class_scale)
     )
     return GaussianMixture(means, jnp.arange(num_classes), float(std)), superclass
 
@@ -348,7 +341,20 @@ class GaussianBumps(NamedTuple):
     offset: float
 
     def logits(self, x: jax.Array) -> jax.Array:
-        """Teacher logits ``(n,)`` at inputs ``x`` of shape ``(n, dim)``."""
+        """Teacher logits ``(n,)`` at inputs ``x`` of shape ``(n, dim)``.
+
+        Raises:
+            ValueError: for an ``x`` that is not an ``(n, dim)`` array of real numbers, or (for
+                concrete input) holds NaN or infinite values.
+        """
+        x = _as_float_array("x", x)
+        dim = self.centers.shape[1]
+        if x.ndim != 2 or x.shape[1] != dim:
+            raise ValueError(
+                f"x must have shape (n, {dim}): n inputs of the bumps' dimension {dim}, got "
+                f"shape {x.shape}"
+            )
+        _check_finite("x", x)
         sq = jnp.sum((x[:, None, :] - self.centers[None]) ** 2, axis=-1)
         bumps = jnp.exp(-sq / (2.0 * self.width**2)) @ self.signs
         return self.amplitude * (bumps - self.offset)
@@ -611,13 +617,19 @@ def load_cifar10(
     Raises:
         FileNotFoundError: if the folder or one of its six batch files is missing (the message
             says how to get them).
-        ValueError: for a file that is not a CIFAR-10 batch (corrupt, truncated, or holding
+        ValueError: for a ``path`` that is not a ``str`` or path-like object, a file that is
+            not a CIFAR-10 batch (corrupt, truncated, or holding
             other objects, labels that are not integers in ``[0, 9]``, or pixel values that are
             not integers in ``[0, 255]``; the message names the file), or sizes that are not
             positive integers within the data.
     """
     _check_int("n_train", n_train, allow_none=True)
     _check_int("n_test", n_test, allow_none=True)
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(
+            f"path must be a folder path (str or pathlib.Path) of the CIFAR-10 python batches, "
+            f"got {type(path).__name__}"
+        )
     folder = Path(path).expanduser()
     if (folder / "cifar-10-batches-py").is_dir():
         folder = folder / "cifar-10-batches-py"

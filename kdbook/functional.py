@@ -18,6 +18,7 @@ from flax import nnx
 
 from kdbook._checks import (
     as_float_array,
+    check_callable,
     check_finite,
     check_no_overflow,
     check_number,
@@ -163,24 +164,39 @@ def functionalize(model: nnx.Module) -> tuple[Functional, Params]:
     return Functional(graphdef, rest, type(model), shapes), params
 
 
-def output_shape(apply: Apply, params: Params, x: jax.Array, *, name: str = "x"):
+def output_shape(
+    apply: Apply,
+    params: Params,
+    x: jax.Array,
+    *,
+    name: str = "x",
+    apply_name: str = "apply",
+    params_name: str = "params",
+):
     """The shapes and dtypes of ``apply(params, x)``, traced without computing anything.
 
     Raises:
         ValueError: if ``apply`` cannot take ``x`` (a feature dimension the network does not
-            have, parameters of another model...), with the message naming ``name``.
+            have, parameters of another model...), with the message naming ``name`` (and
+            ``apply_name``, ``params_name``).
     """
     try:
         return jax.eval_shape(apply, params, x)
     except (TypeError, ValueError) as err:
         raise ValueError(
-            f"apply(params, {name}) fails on {name} of shape {jnp.shape(x)} and dtype "
-            f"{jnp.result_type(x)}: {err}"
+            f"{apply_name}({params_name}, {name}) fails on {name} of shape {jnp.shape(x)} and "
+            f"dtype {jnp.result_type(x)}: {err}"
         ) from err
 
 
 def row_outputs(
-    apply: Apply, params: Params, x: jax.Array, *, name: str = "x", params_name: str = "params"
+    apply: Apply,
+    params: Params,
+    x: jax.Array,
+    *,
+    name: str = "x",
+    apply_name: str = "apply",
+    params_name: str = "params",
 ) -> jax.ShapeDtypeStruct:
     """:func:`output_shape` of an ``apply`` that must return one ``(n,)`` or ``(n, k)`` array,
     one row per row of ``x``.
@@ -188,29 +204,33 @@ def row_outputs(
     Raises:
         ValueError: as :func:`output_shape`, and for any other output.
     """
-    outputs = output_shape(apply, params, x, name=name)
+    outputs = output_shape(
+        apply, params, x, name=name, apply_name=apply_name, params_name=params_name
+    )
     if (
         not isinstance(outputs, jax.ShapeDtypeStruct)
         or outputs.ndim == 0
         or outputs.shape[0] != x.shape[0]
     ):
         raise ValueError(
-            f"apply({params_name}, x) must return one array of outputs, (n,) or (n, k), one row "
-            f"per input; on {name} of {x.shape[0]} rows it returned {outputs}"
+            f"{apply_name}({params_name}, x) must return one array of outputs, (n,) or (n, k), "
+            f"one row per input; on {name} of {x.shape[0]} rows it returned {outputs}"
         )
     return outputs
 
 
-def as_pytree(apply: Apply) -> Apply:
+def as_pytree(apply: Apply, *, name: str = "apply") -> Apply:
     """``apply`` as a pytree, to pass to a jitted function as an argument.
 
     kdbook's model functions (:class:`Functional`, a linearized model) already are pytrees whose
     arrays are leaves: compiled code is then shared by every model of the same structure. Any
     other callable becomes a leafless ``jax.tree_util.Partial``, which jit keys on the function's
     identity (the same function object is compiled once).
+
+    Raises:
+        ValueError: if ``apply`` is not callable (the message names it as ``name``).
     """
-    if not callable(apply):
-        raise TypeError(f"apply must be a callable apply(params, x), got {type(apply).__name__}")
+    check_callable(name, apply, what=f"{name}(params, x) -> outputs")
     if isinstance(apply, Functional | jax.tree_util.Partial):
         return apply
     return jax.tree_util.Partial(apply)

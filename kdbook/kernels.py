@@ -50,6 +50,7 @@ from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete as _concrete
+from kdbook._checks import real_array as _real_array
 
 __all__ = [
     "kernel_features",
@@ -144,10 +145,11 @@ def _not_positive_definite(name: str, kernel: jax.Array) -> np.linalg.LinAlgErro
     suggestion = 1e-6 * float(np.mean(np.diag(np.asarray(kernel))))
     return np.linalg.LinAlgError(
         f"{name} is not numerically positive definite in {dtype}: the Cholesky factorisation "
-        f"of the ({n}, {n}) matrix produced non-finite values. Either the kernel has a negative "
-        f"eigenvalue, or it is too ill-conditioned for {dtype} (for example near-duplicate "
-        f"inputs). Add a ridge to its diagonal, e.g. ridge={suggestion:.1e} (1e-6 times the mean "
-        "diagonal; increase it if this error persists), or compute in float64 inside "
+        f"of the ({n}, {n}) matrix failed (a pivot was not positive or not finite). Either the "
+        f"kernel has a negative eigenvalue, or it is too ill-conditioned for {dtype} (for "
+        f"example near-duplicate inputs). Add a ridge to its diagonal, e.g. "
+        f"ridge={suggestion:.1e} (1e-6 times the mean diagonal; increase it if this error "
+        "persists), or compute in float64 inside "
         "`with kdbook.enable_x64():`."
     )
 
@@ -160,28 +162,31 @@ def _not_positive_definite(name: str, kernel: jax.Array) -> np.linalg.LinAlgErro
 
 @jax.jit
 def _cholesky_solve(kernel: jax.Array, rhs: jax.Array, ridge) -> tuple[jax.Array, jax.Array]:
-    """(K + ridge I)^{-1} rhs, and whether the factor and the solution are all finite."""
+    """(K + ridge I)^{-1} rhs, and whether the factorisation succeeded (a finite factor with
+    positive pivots)."""
     factor = cho_factor(kernel + ridge * jnp.eye(kernel.shape[0], dtype=kernel.dtype), lower=True)
     solution = cho_solve(factor, rhs)
     # A failed Cholesky (a pivot <= 0) fills the factor with NaN instead of raising.
-    return solution, jnp.all(jnp.isfinite(factor[0])) & jnp.all(jnp.isfinite(solution))
+    factored = jnp.all(jnp.isfinite(factor[0])) & jnp.all(jnp.diagonal(factor[0]) > 0)
+    return solution, factored
 
 
 def _solve(name: str, kernel: jax.Array, rhs: jax.Array, ridge) -> jax.Array:
-    """(K + ridge I)^{-1} rhs for validated arguments; raises instead of returning NaN."""
+    """(K + ridge I)^{-1} rhs for validated arguments; raises instead of returning NaN: a failed
+    factorisation, or (a factorisation that succeeded) a solution too large for the dtype."""
     dtype = jnp.result_type(kernel, rhs)
     kernel = kernel.astype(dtype)
     k = _ridge_exponent(ridge, dtype)
     if k:  # a ridge near overflow: solve (K / 2^k + ridge / 2^k I) z = rhs, x = z / 2^k
-        solution, finite = _cholesky_solve(
+        solution, factored = _cholesky_solve(
             jnp.ldexp(kernel, -k), rhs.astype(dtype), math.ldexp(float(ridge), -k)
         )
         solution = jnp.ldexp(solution, -k)
     else:
-        solution, finite = _cholesky_solve(kernel, rhs.astype(dtype), ridge)
-    if _concrete(finite) and not finite.item():
+        solution, factored = _cholesky_solve(kernel, rhs.astype(dtype), ridge)
+    if _concrete(factored) and not factored.item():
         raise _not_positive_definite(name, kernel)
-    return solution
+    return _check_no_overflow(solution, f"the solution of ({name} + ridge I) x = b")
 
 
 def kernel_solve(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0.0) -> jax.Array:
@@ -393,23 +398,21 @@ def kernel_spectrum(kernel: ArrayLike) -> tuple[jax.Array, jax.Array]:
 
 
 def _check_times(times, discrete: bool) -> np.ndarray:
-    if not _concrete(times):
-        raise TypeError("times must be concrete (a list or NumPy array), not a traced value")
-    try:
-        times = np.asarray(times, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"times must be a 1-D sequence of numbers, got {times!r}"[:200]) from None
+    times = _real_array("times", times)
     if times.ndim != 1 or times.size == 0:
         raise ValueError(f"times must be a non-empty 1-D sequence, got shape {times.shape}")
     if np.isnan(times).any() or (times < 0).any():
         raise ValueError(f"times must be >= 0 (np.inf allowed), got {times}")
     finite = times[np.isfinite(times)]
-    if discrete and not (
-        np.all(finite == np.round(finite)) and np.all(finite <= np.iinfo(np.int32).max)
-    ):
+    if discrete and not np.all(finite == np.round(finite)):
         raise ValueError(
             f"with discrete=True, times are numbers of gradient-descent steps and must be "
             f"integers (or np.inf), got {times}"
+        )
+    if discrete and np.any(finite > np.iinfo(np.int32).max):
+        raise ValueError(
+            f"with discrete=True, times must be at most 2**31 - 1 steps (or np.inf for the "
+            f"limit), got {times}"
         )
     return times
 

@@ -25,8 +25,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_bool as _check_bool
 from kdbook._checks import check_choice as _check_choice
 from kdbook._checks import check_finite as _check_finite
@@ -343,6 +345,8 @@ class CNN(nnx.Module):
         w_std: float = math.sqrt(2.0),
         rngs: nnx.Rngs,
     ):
+        if isinstance(image_shape, np.ndarray) and image_shape.ndim == 1:
+            image_shape = image_shape.tolist()  # a NumPy shape array, e.g. np.array([8, 8, 1])
         if not isinstance(image_shape, tuple | list) or len(image_shape) != 3:
             raise ValueError(f"image_shape must be (H, W, C), got {image_shape!r}")
         for name, value in zip(("H", "W", "C"), image_shape, strict=True):
@@ -540,20 +544,26 @@ def end_to_end(params) -> jax.Array:
             f"params must be the parameters of a Linear or DeepLinear model (from "
             f"kdbook.functionalize), got {type(params).__name__}"
         )
-    layers = (
-        [params["layers"][i] for i in range(len(params["layers"]))]
-        if set(params) == {"layers"} and isinstance(params["layers"], Mapping)
-        else [params]
-    )
+    if set(params) == {"layers"} and isinstance(params["layers"], Mapping):
+        layers = [params["layers"][i] for i in range(len(params["layers"]))]
+        names = [f"params['layers'][{i}]['weight']" for i in range(len(layers))]
+    else:
+        layers, names = [params], ["params['weight']"]
     if any(not isinstance(layer, Mapping) or set(layer) != {"weight"} for layer in layers):
         raise ValueError(
             "params must be those of a Linear or DeepLinear model (a 'weight' per layer and "
             "nothing else; a Dense layer's 'kernel' is scaled and followed by an activation), "
             f"got entries {[list(la) if isinstance(la, Mapping) else la for la in layers]}"
         )
-    weights = [jnp.asarray(layer["weight"][...]) for layer in layers]
+    weights = []
+    for name, layer in zip(names, layers, strict=True):
+        weight = layer["weight"]
+        weight = _as_float_array(name, weight[...] if isinstance(weight, nnx.Variable) else weight)
+        if weight.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D weight matrix, got shape {weight.shape}")
+        weights.append(weight)
     for i, (a, b) in enumerate(zip(weights[:-1], weights[1:], strict=True)):
-        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        if a.shape[1] != b.shape[0]:
             raise ValueError(
                 f"params: the weights of layers {i} and {i + 1} do not chain, shapes "
                 f"{a.shape} and {b.shape}"

@@ -292,7 +292,7 @@ def empirical_ntk(
     # apply and structure are arguments of the compiled function (pytrees): one compilation is
     # shared by every model of the same structure
     apply = as_pytree(apply)
-    structure = as_pytree(structure) if method == "structured" else None
+    structure = as_pytree(structure, name="structure") if method == "structured" else None
     if batch_size is None:
         kernel = _compiled(method, trace)(apply, structure, params, x1, x2)
     else:

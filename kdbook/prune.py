@@ -885,8 +885,8 @@ def iterative_magnitude_pruning(
     Raises:
         ValueError: for a ``train`` that is not callable, a bad ``rounds``, ``keep_per_round``,
             ``scope`` or ``progress``, a ``rewind_to``, ``groups`` or a result of ``train`` that
-            does not match ``params``, a result of ``train`` with NaN or infinite values,
-            non-integer group labels, or no prunable leaf.
+            does not match ``params``, NaN or infinite values in ``params``, ``rewind_to`` or a
+            result of ``train``, non-integer group labels, or no prunable leaf.
     """
     _check_callable("train", train, what="train(params, mask) -> trained params")
     _check_int("rounds", rounds)
@@ -896,8 +896,11 @@ def iterative_magnitude_pruning(
     paths, _, _ = _flatten(params)
     _group_leaves(params, groups, _selection(params, prunable), paths, ref_name="params")
     rewind_to = params if rewind_to is None else rewind_to
-    _align(params, rewind_to, name="rewind_to", ref_name="params")
-    _, _, treedef = _flatten(params)
+    rewind_leaves = _align(params, rewind_to, name="rewind_to", ref_name="params")
+    _, params_leaves, treedef = _flatten(params)
+    for name, leaves in (("params", params_leaves), ("rewind_to", rewind_leaves)):
+        for path, leaf in zip(paths, leaves, strict=True):
+            _check_finite(f"{name} (the leaf at {_where(path)})", leaf)
 
     mask = jax.tree.map(lambda leaf: jnp.ones(_shape(leaf), dtype=bool), params)
     start, trained_leaves = params, []

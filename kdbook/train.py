@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from kdbook._checks import as_float_array, check_bool, check_callable, check_finite, is_concrete
 from kdbook._checks import check_int as _check_int
 from kdbook._checks import check_key as _check_key
-from kdbook.functional import Apply, Params, as_pytree, output_shape
+from kdbook._checks import real_array as _real_array
+from kdbook.functional import Apply, Params, as_pytree, output_shape, row_outputs
 from kdbook.losses import kd_loss
 
 __all__ = ["FitResult", "codistill", "distill", "fit", "online_distill", "train_scan"]
@@ -278,12 +279,24 @@ def train_scan(
     key = jax.random.key(0) if key is None else key
     _check_optimizer("optimizer", optimizer)
     if opt_state is not None:
-        expected = jax.tree.structure(jax.eval_shape(optimizer.init, params))
-        if jax.tree.structure(opt_state) != expected:
+        expected = jax.eval_shape(optimizer.init, params)
+        if jax.tree.structure(opt_state) != jax.tree.structure(expected):
             raise ValueError(
                 "opt_state must be a state of this optimizer for these params (as returned by "
                 "an earlier train_scan with the same optimizer), got a state of another structure"
             )
+        for path, leaf, want in zip(
+            *zip(*jax.tree_util.tree_leaves_with_path(opt_state), strict=True),
+            jax.tree.leaves(expected),
+            strict=True,
+        ):
+            got = (np.shape(leaf), jnp.result_type(leaf))
+            if got != (want.shape, want.dtype):
+                raise ValueError(
+                    f"opt_state must be a state of this optimizer for these params: at "
+                    f"opt_state{jax.tree_util.keystr(path)} it holds shape {got[0]} and dtype "
+                    f"{got[1]}, the optimizer's state for params has {want.shape} and {want.dtype}"
+                )
     opt_state = optimizer.init(params) if opt_state is None else opt_state
 
     def body(carry, i):
@@ -359,8 +372,9 @@ def fit(
             ``False``;
             ``batch_size`` without ``key``; a ``key`` that is not one JAX PRNG key (an integer
             seed, or an array of split keys); ``patience`` without ``monitor``, ``eval_fn`` and
-            ``eval_every``; ``eval_fn`` that does not return a dict of scalars.
-        FloatingPointError: if the training loss becomes NaN or infinite (lower the learning rate).
+            ``eval_every``; ``eval_fn`` that does not return a dict of real scalars.
+        FloatingPointError: if the training loss becomes NaN or infinite (lower the learning
+            rate), or the metric early stopping monitors does.
     """
     n = _check_data(data, batch_size, key)
     data = tuple(data)
@@ -477,7 +491,12 @@ def _loop(
                     :200
                 ]
             )
-        metrics = {name: float(v) for name, v in metrics.items()}
+        try:
+            metrics = {name: float(v) for name, v in metrics.items()}
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"eval_fn must return a dict of real-number metrics, got {metrics!r}"[:200]
+            ) from None
         history["eval_step"].append(s)
         for name, value in metrics.items():
             history.setdefault(name, []).append(value)
@@ -486,6 +505,11 @@ def _loop(
         if monitor not in metrics:
             raise ValueError(f"monitor={monitor!r} is not among eval_fn's metrics {list(metrics)}")
         value = metrics[monitor] if minimize else -metrics[monitor]
+        if not np.isfinite(value):
+            raise FloatingPointError(
+                f"eval_fn's metric monitor={monitor!r} is {metrics[monitor]} at step {s}: early "
+                "stopping cannot compare it (check eval_fn, or lower the learning rate)"
+            )
         if best[0] is None or value < best[0]:
             best, waited = (value, s, params), 0
         else:
@@ -576,6 +600,21 @@ def _kd_objective(soft_ratio, temperature, form, convention, label_smoothing) ->
     )
 
 
+def _labels_or_unused(labels, soft_ratio, x) -> jax.Array:
+    """``labels``, or for ``labels=None`` at ``soft_ratio=1`` (the hard-label term has weight 0)
+    zeros standing in for the unused labels."""
+    if labels is not None:
+        return labels
+    if not (is_concrete(soft_ratio) and np.ndim(soft_ratio) == 0 and soft_ratio == 1):
+        raise ValueError(
+            f"labels=None is allowed only with soft_ratio=1 (no hard-label term), got "
+            f"soft_ratio={soft_ratio!r}: pass the (n,) ground-truth labels"
+        )
+    if np.ndim(x) == 0:
+        raise ValueError(f"x must be an (n, ...) array of inputs, got {x!r}"[:200])
+    return jnp.zeros(np.shape(x)[0], jnp.int32)
+
+
 def distill(
     apply: Apply,
     params: Params,
@@ -598,7 +637,8 @@ def distill(
         apply, params: the student.
         x: ``(n, d)`` transfer-set inputs.
         teacher_logits: the teacher's logits on ``x`` (computed once, held fixed).
-        labels: ``(n,)`` ground-truth labels (unused when ``soft_ratio=1``).
+        labels: ``(n,)`` ground-truth labels; unused when ``soft_ratio=1``, where ``None`` is
+            allowed (distillation on an unlabelled transfer set).
         soft_ratio, temperature, form, convention, label_smoothing: see ``kd_loss``.
         optimizer, steps: as in :func:`fit`.
         **fit_options: any other option of :func:`fit` (``key``, ``batch_size``, ``eval_fn``...).
@@ -614,6 +654,7 @@ def distill(
     """
     _check_fit_options("distill", fit_options)
     check_finite("teacher_logits", teacher_logits)
+    labels = _labels_or_unused(labels, soft_ratio, x)
     loss = _kd_objective(soft_ratio, temperature, form, convention, label_smoothing)
     return fit(
         apply,
@@ -671,7 +712,8 @@ def online_distill(
         x: ``(n, d)`` transfer-set inputs.
         teacher_logits: ``(m, n)`` or ``(m, n, k)``: the logits of ``m`` teacher checkpoints
             on ``x``.
-        labels: ``(n,)`` ground-truth labels (unused when ``soft_ratio=1``).
+        labels: ``(n,)`` ground-truth labels; unused when ``soft_ratio=1``, where ``None`` is
+            allowed.
         soft_ratio, temperature, form, convention, label_smoothing: see ``kd_loss``.
         optimizer, steps: as in :func:`fit`.
         schedule: ``(steps,)`` integers in ``[0, m)``: the checkpoint of each update. Default:
@@ -709,15 +751,16 @@ def online_distill(
             f"teacher_logits must have shape (m, n) or (m, n, k): the logits of m >= 1 "
             f"checkpoints on the n={x.shape[0]} inputs of x, got shape {teacher.shape}"
         )
+    labels = _labels_or_unused(labels, soft_ratio, x)
     _check_int("steps", steps, minimum=0)
     m = teacher.shape[0]
     if schedule is None:
         schedule = _even_schedule(steps, m)
-    schedule = np.asarray(schedule)
-    if schedule.shape != (steps,) or not np.issubdtype(schedule.dtype, np.integer):
+    schedule = _real_array("schedule", schedule, integer=True)
+    if schedule.shape != (steps,):
         raise ValueError(
             f"schedule must be ({steps},) integers, the checkpoint of each update, got shape "
-            f"{schedule.shape} and dtype {schedule.dtype}"
+            f"{schedule.shape}"
         )
     if steps and not (0 <= schedule.min() and schedule.max() < m):
         raise ValueError(
@@ -827,7 +870,21 @@ def codistill(
             sets itself, ``loss``); the message names ``codistill``.
     """
     _check_fit_options("codistill", fit_options)
-    pair = jax.tree_util.Partial(_pair_apply, as_pytree(apply_a), as_pytree(apply_b))
+    pair = jax.tree_util.Partial(
+        _pair_apply, as_pytree(apply_a, name="apply_a"), as_pytree(apply_b, name="apply_b")
+    )
+    x = as_float_array("x", x)
+    if x.ndim == 0:
+        raise ValueError(f"x must be an (n, ...) array of inputs, got a scalar {x!r}")
+    outputs_a, outputs_b = (
+        row_outputs(apply, params, x, apply_name=f"apply_{m}", params_name=f"params_{m}")
+        for m, apply, params in (("a", apply_a, params_a), ("b", apply_b, params_b))
+    )
+    if outputs_a.shape != outputs_b.shape:
+        raise ValueError(
+            f"apply_a and apply_b must return outputs of the same shape (each model distils "
+            f"from the other's), got {outputs_a.shape} and {outputs_b.shape}"
+        )
     if isinstance(optimizer, tuple) and not isinstance(optimizer, optax.GradientTransformation):
         if len(optimizer) != 2:
             raise ValueError(

@@ -28,6 +28,7 @@ def _mlp(width=8, out=2):
 
 APPLY, PARAMS = _mlp()
 _, OTHER_PARAMS = _mlp(width=16)
+APPLY_3, PARAMS_3 = _mlp(out=3)
 _, LINEAR_PARAMS = kd.functionalize(kd.Linear(3, out_features=2))
 KD = dict(soft_ratio=0.5, temperature=2.0)
 FIT = dict(loss=kd.cross_entropy, optimizer=optax.sgd(0.1), steps=2, progress=False)
@@ -575,6 +576,63 @@ CASES = {
         ),
         r"optimizer\[1\] must be an Optax",
     ),
+    "codistill apply_b of other outputs": (
+        lambda: kd.codistill(APPLY, PARAMS, APPLY_3, PARAMS_3, X, Y, **KD, **_no_loss(FIT)),
+        r"apply_a and apply_b must return outputs of the same shape .* \(4, 2\) and \(4, 3\)",
+    ),
+    "codistill apply_b=None": (
+        lambda: kd.codistill(APPLY, PARAMS, None, PARAMS, X, Y, **KD, **_no_loss(FIT)),
+        r"apply_b must be a function apply_b\(params, x\)",
+    ),
+    "codistill params_b of another model": (
+        lambda: kd.codistill(APPLY, PARAMS, APPLY, OTHER_PARAMS, X, Y, **KD, **_no_loss(FIT)),
+        r"apply_b\(params_b, x\) fails",
+    ),
+    "fit apply=None": (lambda: _fit(apply=None), r"apply must be a function apply\(params, x\)"),
+    "distill labels=None with a hard-label term": (
+        lambda: kd.distill(APPLY, PARAMS, X, LOGITS[:, :2], None, **KD, **_no_loss(FIT)),
+        "labels=None is allowed only with soft_ratio=1",
+    ),
+    "online_distill labels=None with a hard-label term": (
+        lambda: kd.online_distill(
+            APPLY, PARAMS, X, LOGITS[None, :, :2], None, **KD, **_no_loss(FIT)
+        ),
+        "labels=None is allowed only with soft_ratio=1",
+    ),
+    "online_distill schedule of bools": (
+        lambda: kd.online_distill(
+            APPLY, PARAMS, X, LOGITS[None, :, :2], Y, **KD, **_no_loss(FIT), schedule=[True, 0]
+        ),
+        "schedule must hold numbers",
+    ),
+    "fit eval_fn metric a string": (
+        lambda: _fit(eval_fn=lambda p: {"v": "high"}, eval_every=1),
+        "eval_fn must return a dict of real-number metrics",
+    ),
+    "train_scan opt_state for other params": (
+        lambda: kd.train_scan(
+            APPLY,
+            PARAMS,
+            (X, Y),
+            loss=kd.cross_entropy,
+            optimizer=optax.adam(0.1),
+            steps=1,
+            opt_state=optax.adam(0.1).init(OTHER_PARAMS),
+        ),
+        r"opt_state must be a state of this optimizer for these params: at opt_state\[0\]\.mu",
+    ),
+    "end_to_end ragged nested lists": (
+        lambda: kd.end_to_end({"weight": [[1.0, 2.0], [3.0]]}),
+        r"params\['weight'\] must be an array of numbers",
+    ),
+    "end_to_end a 1-D weight": (
+        lambda: kd.end_to_end({"weight": [1.0, 2.0]}),
+        r"params\['weight'\] must be a 2-D weight matrix",
+    ),
+    "end_to_end string weights": (
+        lambda: kd.end_to_end({"layers": {0: {"weight": [["a"]]}}}),
+        r"params\['layers'\]\[0\]\['weight'\] must be an array of real numbers",
+    ),
     "codistill labels out of range": (
         lambda: kd.codistill(APPLY, PARAMS, APPLY, PARAMS, X, Y + 5, **KD, **_no_loss(FIT)),
         r"labels must lie in \[0, 1\]",
@@ -615,6 +673,20 @@ def test_the_checks_run_outside_jit_and_stay_silent_inside():
     assert np.isnan(float(loss(LOGITS * NAN, LOGITS, Y)))  # traced: no check, as documented
 
 
+def test_a_nan_metric_under_early_stopping_raises_instead_of_stopping_silently():
+    with pytest.raises(FloatingPointError, match="monitor='v' is nan at step 0"):
+        _fit(eval_fn=lambda p: {"v": np.nan}, eval_every=1, patience=1, monitor="v")
+
+
+def test_labels_none_at_soft_ratio_one_is_distillation_on_an_unlabelled_transfer_set():
+    teacher, options = LOGITS[:, :2], {**_no_loss(FIT), "soft_ratio": 1.0, "temperature": 2.0}
+    unlabelled = kd.distill(APPLY, PARAMS, X, teacher, None, **options)
+    labelled = kd.distill(APPLY, PARAMS, X, teacher, Y, **options)  # unused at soft_ratio=1
+    np.testing.assert_array_equal(unlabelled.history["loss"], labelled.history["loss"])
+    online = kd.online_distill(APPLY, PARAMS, X, teacher[None], None, **options)
+    np.testing.assert_array_equal(online.history["loss"], labelled.history["loss"])
+
+
 def test_valid_edge_cases_still_work():
     """What the checks must not refuse: integer inputs are converted, tiny and huge but
     representable values are kept, NumPy integers are integers."""
@@ -628,6 +700,19 @@ def test_valid_edge_cases_still_work():
     jacobian = kd.empirical_ntk(APPLY, PARAMS, ints.astype(np.float32), method="jacobian")
     np.testing.assert_allclose(ntvp, jacobian, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(kd.squared_loss(np.array([100000]), np.array([0])), 5e9, rtol=1e-6)
+    # the squares overflow float32 (4e38), the loss does not: 2e38
+    np.testing.assert_allclose(
+        kd.squared_loss(jnp.array([2e19]), jnp.array([0.0])), 2e38, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        kd.logit_matching_loss(jnp.array([[2e19, -2e19]]), jnp.zeros((1, 2))), 2e38, rtol=1e-6
+    )
+    bf16 = LOGITS.astype(jnp.bfloat16)  # a floating dtype, as on TPUs
+    np.testing.assert_allclose(
+        kd.cross_entropy(bf16, Y), kd.cross_entropy(bf16.astype(jnp.float32), Y), rtol=1e-2
+    )
+    shape_array = kd.CNN(np.array([4, 4, 1]), channels=(2,), out_features=3, rngs=nnx.Rngs(0))
+    assert shape_array.image_shape == (4, 4, 1)
     np.testing.assert_allclose(kd.cross_entropy(np.zeros((2, 4), int), Y[:2]), np.log(4), rtol=1e-6)
     smoothed = kd.smooth_labels(np.array([0, 2]), np.int64(3), label_smoothing=0.3)
     np.testing.assert_allclose(smoothed.sum(1), 1.0, rtol=1e-6)

@@ -247,7 +247,26 @@ CASES = {
         lambda: kd.digits_split(key=KEY, n_train=10, n_test=True),
         "n_test must be an integer >= 1, got True",
     ),
+    "bumps logits of 1-D x": (
+        lambda: BUMPS.logits(np.zeros(3, np.float32)),
+        r"x must have shape \(n, 1\)",
+    ),
+    "bumps logits of x of another width": (
+        lambda: BUMPS.logits(np.zeros((3, 2), np.float32)),
+        r"x must have shape \(n, 1\): n inputs of the bumps' dimension 1, got shape \(3, 2\)",
+    ),
+    "cifar path None": (lambda: kd.load_cifar10(None), "path must be a folder path"),
     # ------------------------------------------------------------------------- kdbook.prune
+    "pruning params nan": (
+        lambda: prune.iterative_magnitude_pruning(
+            lambda p, m: p, {"w": _nan(TREE["w"])}, rounds=1, keep_per_round=0.5, progress=False
+        ),
+        r"params \(the leaf at .*\) contains .*non-finite",
+    ),
+    "pruning rewind_to nan": (
+        lambda: _pruning(rewind_to={"w": _nan(TREE["w"]), "b": TREE["b"]}),
+        r"rewind_to \(the leaf at .*\) contains .*non-finite",
+    ),
     "random_mask key None": (lambda: prune.random_mask(TREE, 0.5, key=None), KEY_MESSAGE),
     "random_mask key int": (lambda: prune.random_mask(TREE, 0.5, key=0), KEY_MESSAGE + "int"),
     "random_mask keep nan": (
@@ -370,7 +389,17 @@ CASES = {
     ),
     "dynamics times strings": (
         lambda: _dynamics(times=["a"]),
-        "times must be a 1-D sequence of numbers",
+        "times must hold real numbers, got dtype <U1",
+    ),
+    "dynamics times bool": (lambda: _dynamics(times=[True]), r"times must hold numbers"),
+    "dynamics times complex": (lambda: _dynamics(times=[1j]), "times must hold real numbers"),
+    "dynamics discrete times beyond int32": (
+        lambda: _dynamics(times=[2**40], discrete=True, learning_rate=0.1),
+        r"with discrete=True, times must be at most 2\*\*31 - 1 steps",
+    ),
+    "kernel_solve solution overflows": (
+        lambda: kd.kernel_solve([[1e-20]], [1e25]),
+        r"the solution of \(kernel \+ ridge I\) x = b overflows float32",
     ),
     "dynamics discrete string": (
         lambda: _dynamics(discrete="yes"),
@@ -480,7 +509,25 @@ CASES = {
     ),
     "power law strings": (
         lambda: th.fit_power_law(["a", "b"], [1.0, 2.0]),
-        "x must be a 1-D sequence of numbers",
+        "x must hold real numbers",
+    ),
+    "power law bools": (lambda: th.fit_power_law([True, 2], [1, 2]), r"x must hold numbers"),
+    "power law None": (lambda: th.fit_power_law([1, 2], None), r"y must hold numbers"),
+    "inefficiency sizes bools": (
+        lambda: th.data_inefficiency([True, 3], [1.0, 2.0]),
+        "sizes must hold numbers",
+    ),
+    "risk_bound sizes bools": (
+        lambda: th.risk_bound([True, 3], lambda t: 2 * t / np.pi),
+        "n must hold numbers",
+    ),
+    "sign_disagreement strings": (
+        lambda: th.sign_disagreement(["a", "b"], [1.0, 2.0]),
+        "logits must be an array of real numbers",
+    ),
+    "sign_disagreement complex": (
+        lambda: th.sign_disagreement([1.0, 2.0], [1j, 2.0]),
+        "reference_logits must be an array of real numbers",
     ),
     "power law constant overflows": (
         lambda: th.fit_power_law([1e100, 1e101], [1.0, 1e-300]),

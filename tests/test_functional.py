@@ -63,7 +63,7 @@ def test_as_pytree_wraps_plain_functions_and_refuses_non_callables():
     np.testing.assert_array_equal(wrapped(jnp.eye(2), jnp.ones((1, 2))), jnp.ones((1, 2)))
     apply, _ = kd.functionalize(kd.MLP(2, depth=1, width=4, out_features=1, rngs=nnx.Rngs(0)))
     assert as_pytree(apply) is apply
-    with pytest.raises(TypeError, match="apply must be a callable"):
+    with pytest.raises(ValueError, match=r"apply must be a function apply\(params, x\)"):
         as_pytree(3.0)
 
 

@@ -247,7 +247,7 @@ def test_span_projection_methods_agree_and_svd_handles_dependent_rows():
         (lambda: theory.boundary_angles(jnp.ones(3), jnp.ones(3)), "x must have shape"),
         (lambda: theory.angular_cdf(jnp.ones((3, 2)), jnp.ones(2), jnp.ones((2, 2))), "theta"),
         (lambda: theory.risk_bound(-1, lambda t: t), "non-negative integers"),
-        (lambda: theory.risk_bound(2.5, lambda t: t), "non-negative integers"),
+        (lambda: theory.risk_bound(2.5, lambda t: t), "n must hold integers"),
         (lambda: theory.risk_bound(2, lambda t: 0.5), "same shape"),
         (lambda: theory.risk_bound(2, lambda t: 2 * t), "probabilities"),
         (lambda: theory.risk_bound(2, np.array([0.1, 3.0])), r"\[0, pi/2\]"),

@@ -493,7 +493,7 @@ def test_online_distill_with_minibatches_and_student_checkpoints(online_task):
         (dict(teacher_logits=jnp.zeros((2, 5, 3))), r"teacher_logits must have shape"),
         (dict(teacher_logits=jnp.zeros((12, 3))), r"teacher_logits must have shape"),
         (dict(schedule=[0, 1]), r"schedule must be \(4,\) integers"),
-        (dict(schedule=[0.0, 1.0, 2.0, 3.0]), r"schedule must be \(4,\) integers"),
+        (dict(schedule=[0.0, 1.0, 2.0, 3.0]), "schedule must hold integers"),
         (dict(schedule=[0, 1, 2, 5]), r"schedule must index the m=5 checkpoints"),
         (dict(schedule=[-1, 0, 0, 0]), r"schedule must index"),
         (dict(steps=-2), "steps must be"),

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from jax.typing import ArrayLike
 
+from kdbook._checks import real_array as _real_array
+
 
 def fit_power_law(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     r"""Fit :math:`y \approx C x^{a}` by least squares on :math:`(\log x, \log y)`.
@@ -24,15 +26,7 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
             shorter than 2, entries that are not positive and finite, an ``x`` whose entries
             are all equal (the slope is undefined), or a constant :math:`C` beyond float64.
     """
-    arrays = []
-    for name, value in (("x", x), ("y", y)):
-        try:
-            arrays.append(np.asarray(value, dtype=float))
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{name} must be a 1-D sequence of numbers, got {value!r}"[:200]
-            ) from None
-    x, y = arrays
+    x, y = _real_array("x", x), _real_array("y", y)
     if x.shape != y.shape or x.ndim != 1 or x.size < 2:
         raise ValueError(f"x and y must be 1-D of the same length >= 2, got {x.shape}, {y.shape}")
     for name, value in (("x", x), ("y", y)):
@@ -90,12 +84,12 @@ def data_inefficiency(
         ValueError: for sizes that are not increasing positive integers, or norms of another
             length, with no draws, or not positive and finite.
     """
-    sizes = np.asarray(sizes)
-    if sizes.ndim != 1 or sizes.size < 2 or not np.issubdtype(sizes.dtype, np.integer):
+    sizes = _real_array("sizes", sizes, integer=True)
+    if sizes.ndim != 1 or sizes.size < 2:
         raise ValueError(f"sizes must be a 1-D sequence of at least 2 integers, got {sizes!r}")
     if sizes[0] < 1 or np.any(np.diff(sizes) <= 0):
         raise ValueError(f"sizes must be increasing integers >= 1, got {sizes.tolist()}")
-    norms = np.asarray(norms, dtype=np.float64)
+    norms = _real_array("norms", norms)
     if norms.ndim not in (1, 2) or norms.shape[-1] != sizes.size:
         raise ValueError(
             f"norms must have shape ({sizes.size},) or (draws, {sizes.size}) like sizes, got "

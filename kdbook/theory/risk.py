@@ -6,6 +6,7 @@ Part of :mod:`kdbook.theory`; import the names from there."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
 from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete
+from kdbook._checks import real_array as _real_array
 from kdbook.functional import _angle
 from kdbook.kernels import _check_kernel
 from kdbook.theory._scaling import unit_scale
@@ -126,10 +128,11 @@ def sign_disagreement(logits: ArrayLike, reference_logits: ArrayLike) -> jax.Arr
         A scalar in ``[0, 1]``.
 
     Raises:
-        ValueError: for shapes that differ or are not ``(m,)`` with ``m >= 1``, or (concrete
-            input) NaN logits, whose sign is undefined.
+        ValueError: for logits that are not real numbers, shapes that differ or are not
+            ``(m,)`` with ``m >= 1``, or (concrete input) NaN logits, whose sign is undefined.
     """
-    logits, reference_logits = jnp.asarray(logits), jnp.asarray(reference_logits)
+    logits = _as_float_array("logits", logits)
+    reference_logits = _as_float_array("reference_logits", reference_logits)
     for name, value in (("logits", logits), ("reference_logits", reference_logits)):
         if value.ndim != 1 or value.shape[0] == 0:
             raise ValueError(f"{name} must have shape (m,) with m >= 1, got {value.shape}")
@@ -286,12 +289,12 @@ def risk_bound(
             ``[0, 1]``, or sampled angles ``p`` that are empty, not 1-D, NaN or outside
             ``[0, pi/2]``.
     """
-    sizes = np.asarray(n)
+    sizes = _real_array("n", n, integer=True)
     if sizes.ndim > 1 or sizes.size == 0:
         raise ValueError(
             f"n must be an integer or a non-empty 1-D sequence, got shape {sizes.shape}"
         )
-    if not np.issubdtype(sizes.dtype, np.integer) or np.any(sizes < 0):
+    if np.any(sizes < 0):
         raise ValueError(f"n must hold non-negative integers, got {n!r}")
     _check_int("num_thetas", num_thetas, minimum=2)
     _check_bool("return_theta", return_theta)
@@ -304,7 +307,7 @@ def risk_bound(
                 f"for {thetas.shape}"
             )
     else:
-        samples = np.sort(np.asarray(p, dtype=np.float64))
+        samples = np.sort(_real_array("p", p))
         if samples.ndim != 1 or samples.size == 0:
             raise ValueError(
                 f"p must be a callable or a non-empty 1-D array of boundary angles, got shape "
@@ -378,23 +381,30 @@ def span_projection(
     n, d = x.shape
     if rtol is None:
         rtol = float(jnp.finfo(x.dtype).eps) * max(n, d)
+    projection, dependent = _project(x, w, rtol, method)
+    if method == "qr" and is_concrete(dependent) and bool(dependent):
+        raise ValueError(
+            "the non-zero rows of x are linearly dependent, so method='qr' cannot project "
+            "on their span: use method='svd'"
+        )
+    return projection
+
+
+@partial(jax.jit, static_argnames="method")
+def _project(x: jax.Array, w: jax.Array, rtol, method: str) -> tuple[jax.Array, jax.Array]:
+    """:func:`span_projection`'s numerical core (one compilation per shape), and (``"qr"``)
+    whether the non-zero rows are linearly dependent."""
     # unit rows (the span is unchanged): the rank tolerance then compares directions, not sizes
     u = unit_scale(x, axis=1)[0]
     norms = jnp.linalg.norm(u, axis=1, keepdims=True)
     x = u / jnp.where(norms > 0, norms, 1.0)
     if method == "svd":
-        return x.T @ jnp.linalg.lstsq(x.T, w, rcond=rtol)[0]
+        return x.T @ jnp.linalg.lstsq(x.T, w, rcond=rtol)[0], jnp.array(False)
     zero = jnp.all(x == 0, axis=1)
     order = jnp.argsort(zero, stable=True)  # zero rows last: they then add no direction to Q
     q, r = jnp.linalg.qr(x[order].T)  # q: (d, k), r: (k, n), k = min(n, d)
     k = q.shape[1]
     keep = jnp.arange(k) < jnp.sum(~zero)
     diagonal = jnp.abs(jnp.diagonal(r))
-    if is_concrete(diagonal):
-        small = keep & (diagonal <= rtol * jnp.max(diagonal, initial=0.0))
-        if bool(jnp.any(small)):
-            raise ValueError(
-                "the non-zero rows of x are linearly dependent, so method='qr' cannot project "
-                "on their span: use method='svd'"
-            )
-    return q @ jnp.where(keep, q.T @ w, 0.0)
+    dependent = jnp.any(keep & (diagonal <= rtol * jnp.max(diagonal, initial=0.0)))
+    return q @ jnp.where(keep, q.T @ w, 0.0), dependent
