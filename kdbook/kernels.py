@@ -205,7 +205,8 @@ def kernel_solve(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0.0) -
 
     Raises:
         ValueError: bad shapes, a non-symmetric or non-finite kernel, a non-finite ``targets``,
-            a ``ridge`` that is not a finite number ``>= 0``.
+            a ``ridge`` that is not a finite number ``>= 0``, or (concrete input) a solution
+            that overflows the dtype although the factorisation succeeded.
         numpy.linalg.LinAlgError: (a ``ValueError`` subclass) the Cholesky factorisation failed,
             because :math:`K + \lambda I` has an eigenvalue that is negative beyond round-off or
             is too ill-conditioned for its dtype. The message suggests a ridge and float64. This

@@ -771,7 +771,9 @@ def squared_loss(outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
 
     Raises:
         ValueError: for shapes that differ (no broadcasting: ``(n, 1)`` outputs against ``(n,)``
-            targets would silently give an ``(n, n)`` error matrix), scalars, or an empty batch.
+            targets would silently give an ``(n, n)`` error matrix), scalars, an empty batch,
+            NaN or infinite values, or (concrete input) a loss beyond the dtype's largest number
+            (the squares are formed after an exact rescaling, so only the loss itself counts).
 
     Example:
         >>> import jax.numpy as jnp

@@ -257,7 +257,8 @@ def train_scan(
 
     Raises:
         ValueError: as :func:`fit` (the loss's checks run when ``data`` is concrete, not under
-            ``jax.vmap``).
+            ``jax.vmap``), and for an ``opt_state`` that is not a state of ``optimizer`` for
+            ``params`` (another structure, or leaves of other shapes or dtypes).
 
     Example:
         >>> import jax.numpy as jnp
@@ -647,8 +648,9 @@ def distill(
         A :class:`FitResult`.
 
     Raises:
-        ValueError: for ``teacher_logits`` with NaN or inf, and as :func:`fit` and
-            :func:`kdbook.losses.kd_loss` (labels, shapes, ``soft_ratio``, ``temperature``).
+        ValueError: for ``teacher_logits`` with NaN or inf, ``labels=None`` with a
+            ``soft_ratio`` other than 1, and as :func:`fit` and :func:`kdbook.losses.kd_loss`
+            (labels, shapes, ``soft_ratio``, ``temperature``).
         TypeError: for a keyword that is not an option of :func:`fit` (or that ``distill`` sets
             itself, ``loss``); the message names ``distill``.
     """
@@ -725,8 +727,9 @@ def online_distill(
         A :class:`FitResult`; ``history["checkpoint"]`` is the checkpoint of each update taken.
 
     Raises:
-        ValueError: for shapes that do not match, ``teacher_logits`` with NaN or inf, or a
-            schedule of the wrong length or outside ``[0, m)``; and as :func:`fit` and
+        ValueError: for shapes that do not match, ``teacher_logits`` with NaN or inf,
+            ``labels=None`` with a ``soft_ratio`` other than 1, or a schedule that is not
+            integers, of the wrong length or outside ``[0, m)``; and as :func:`fit` and
             :func:`kdbook.losses.kd_loss`.
         TypeError: for a keyword that is not an option of :func:`fit` (or that
             ``online_distill`` sets itself, ``loss``); the message names ``online_distill``.
@@ -865,7 +868,9 @@ def codistill(
 
     Raises:
         ValueError: for an ``optimizer`` that is neither an Optax transformation nor a pair of
-            them, and as :func:`fit` and :func:`kdbook.losses.kd_loss`.
+            them, an ``apply_a`` or ``apply_b`` that is not callable or cannot take ``x``, outputs
+            of the two models of different shapes, and as :func:`fit` and
+            :func:`kdbook.losses.kd_loss`.
         TypeError: for a keyword that is not an option of :func:`fit` (or that ``codistill``
             sets itself, ``loss``); the message names ``codistill``.
     """
