@@ -7,6 +7,7 @@ traced values (inside ``jax.jit`` or ``jax.vmap``), where only a concrete value 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -37,12 +38,18 @@ def check_int(name: str, value, *, minimum: int = 1, allow_none: bool = False) -
 
 
 def _scalar(name: str, value) -> float:
-    """A concrete scalar hyperparameter as a float; arrays of more than one value, bools and
+    """A concrete scalar hyperparameter as a float; arrays of more than one value, bools,
+    strings (also of digits: ``float("0.5")`` would accept them), complex numbers and other
     non-numbers are refused."""
     if isinstance(value, bool | np.bool_) or (
         hasattr(value, "dtype") and np.dtype(value.dtype) == np.bool_
     ):
         raise ValueError(f"{name} must be a number, got the bool {value!r}")
+    kind = np.dtype(value.dtype).kind if hasattr(value, "dtype") else ""
+    if isinstance(value, str | bytes) or kind in ("U", "S"):
+        raise ValueError(f"{name} must be a number, got the string {value!r}")
+    if isinstance(value, complex) or kind == "c":
+        raise ValueError(f"{name} must be a real number, got the complex {value!r}")
     if np.ndim(value) != 0:
         raise ValueError(f"{name} must be a single number, got an array of shape {np.shape(value)}")
     try:
@@ -148,6 +155,35 @@ def real_array(name: str, value, *, integer: bool = False) -> np.ndarray:
         allowed = "integers" if integer else "real numbers"
         raise ValueError(f"{name} must hold {allowed}, got dtype {array.dtype}")
     return array.astype(np.int64 if integer else np.float64)
+
+
+def as_labels(name: str, labels, *, allow_bool: bool = False) -> jax.Array:
+    """Integer class labels as a JAX array (``allow_bool``: bools too). ``None``, strings, floats
+    and values beyond the default integer dtype are refused: ``jnp.asarray`` would wrap labels
+    of ``2**32`` and more to small classes without an error in float32 mode (int32)."""
+    if labels is None:
+        raise ValueError(f"{name} must be an array of integer class labels, got None")
+    if not isinstance(labels, jax.Array):
+        try:
+            array = np.asarray(labels)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} must be an array of integer class labels, got {labels!r}"[:200]
+            ) from None
+        if array.dtype.kind in "iu" and array.size:
+            info = np.iinfo(jax.dtypes.canonicalize_dtype(array.dtype))
+            low, high = array.min(), array.max()
+            if low < info.min or high > info.max:
+                raise ValueError(
+                    f"{name} hold values in [{low}, {high}], beyond {info.dtype}, the integer "
+                    "dtype JAX uses here (kdbook.enable_x64() allows 64-bit labels)"
+                )
+        labels = array
+    dtype = np.dtype(labels.dtype)
+    if not (dtype.kind in "iu" or (allow_bool and dtype == np.bool_)):
+        allowed = "integers or bools" if allow_bool else "integer class indices"
+        raise ValueError(f"{name} must be {allowed}, got dtype {dtype}")
+    return jnp.asarray(labels)
 
 
 def check_float_leaves(name: str, tree, *, why: str = "") -> None:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kdbook._checks import as_float_array as _as_float_array
+from kdbook._checks import as_labels as _as_labels
 from kdbook._checks import check_bool as _check_bool
 from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
@@ -255,17 +256,7 @@ def flip_labels(
     _check_unit_interval("probability", probability)
     _check_int("num_classes", num_classes, minimum=2)
     _check_key("key", key)
-    try:
-        labels = jnp.asarray(labels)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"labels must be an array of integer classes, got {labels!r}"[:200]
-        ) from None
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(
-            f"labels must be integers in [0, {num_classes}) (num_classes={num_classes}), got "
-            f"dtype {labels.dtype}"
-        )
+    labels = _as_labels("labels", labels)
     largest = int(jnp.iinfo(labels.dtype).max)
     if num_classes - 1 > largest:
         raise ValueError(

@@ -291,7 +291,21 @@ def tree_norm(a: Params) -> jax.Array:
         return jnp.zeros(())
     largest = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0.0) for leaf in leaves]))
     scale = jnp.where(largest > 0, largest, 1.0)
-    return largest * otu.tree_norm(jax.tree.map(lambda leaf: leaf / scale, a))
+    norm = largest * otu.tree_norm(jax.tree.map(lambda leaf: leaf / scale, a))
+    return check_no_overflow(norm, "tree_norm")
+
+
+def _power_of_two_scaled(tree: Params) -> Params:
+    """A concrete float pytree scaled by the power of two near its largest entry (in NumPy,
+    exactly), which leaves angles unchanged: XLA on CPU flushes subnormal entries (below
+    1.2e-38 in float32) to zero, NumPy does not, so tiny pytrees keep their direction."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves or not is_concrete(*leaves):
+        return tree
+    arrays = [np.asarray(leaf) for leaf in leaves]
+    _, exponent = np.frexp(max(float(np.max(np.abs(a), initial=0.0)) for a in arrays))
+    scaled = [jnp.asarray(np.ldexp(a, -exponent).astype(a.dtype)) for a in arrays]
+    return jax.tree.unflatten(jax.tree.structure(tree), scaled)
 
 
 def tree_difference(a: Params, b: Params) -> Params:
@@ -351,7 +365,8 @@ def tree_angle(a: Params, b: Params) -> jax.Array:
             this cannot be checked, a zero pytree gives ``pi/2``.
     """
     _check_same_structure(a, b)
-    a, b = _float_tree("a", a), _float_tree("b", b)
+    a = _power_of_two_scaled(_float_tree("a", a))
+    b = _power_of_two_scaled(_float_tree("b", b))
     na, nb = tree_norm(a), tree_norm(b)
     if is_concrete(na, nb) and (float(na) == 0.0 or float(nb) == 0.0):
         raise ValueError("tree_angle: the angle to a zero pytree is undefined")

@@ -51,6 +51,7 @@ from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete as _concrete
 from kdbook._checks import real_array as _real_array
+from kdbook._scaling import unit_scale
 
 __all__ = [
     "kernel_features",
@@ -391,8 +392,20 @@ def kernel_spectrum(kernel: ArrayLike) -> tuple[jax.Array, jax.Array]:
             ``n >= 1``, or (concrete input) is not finite or not symmetric.
     """
     kernel = _check_kernel("kernel", kernel)
-    eigenvalues, eigenvectors = jnp.linalg.eigh(kernel)
+    eigenvalues, eigenvectors = _spectrum(kernel)
     return eigenvalues[::-1], eigenvectors[:, ::-1]
+
+
+def _eigh(kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``jnp.linalg.eigh`` (ascending) of the kernel scaled by the power of two near its largest
+    entry, the eigenvalues scaled back: exact, and free of the overflow (entries near the dtype's
+    largest number) and the flushed subnormals (entries near its smallest) of a direct call."""
+    scaled, exponent = unit_scale(kernel)
+    eigenvalues, eigenvectors = jnp.linalg.eigh(scaled)
+    return jnp.ldexp(eigenvalues, exponent.reshape(())), eigenvectors
+
+
+_spectrum = jax.jit(_eigh)
 
 
 # ----------------------------------------------------------------------------- dynamics
@@ -481,7 +494,7 @@ def _discrete_factors(eigenvalues, steps, eta_over_n):
 @partial(jax.jit, static_argnames="discrete")
 def _finite_time_outputs(kernel, f0, residual, cross, f0_star, times, eta_over_n, discrete):
     """Train and test outputs at finite times from one eigendecomposition, and its extremes."""
-    eigenvalues, eigenvectors = jnp.linalg.eigh(kernel)  # ascending
+    eigenvalues, eigenvectors = _eigh(kernel)  # ascending
     clipped = jnp.maximum(eigenvalues, 0.0)
     factors = _discrete_factors if discrete else _flow_factors
     learned, gain = factors(clipped, times, eta_over_n)  # (T, n) each

@@ -57,6 +57,7 @@ import optax
 from jax.typing import ArrayLike
 
 from kdbook._checks import as_float_array as _as_float_array
+from kdbook._checks import as_labels as _as_labels
 from kdbook._checks import check_choice as _check_choice
 from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
@@ -113,12 +114,11 @@ def _check_logits(name: str, logits: ArrayLike, form: str) -> jax.Array:
 
 
 def _check_labels(labels: jax.Array, n: int | None, num_classes: int) -> jax.Array:
-    """Integer labels in ``[0, num_classes)`` of shape ``(n,)`` (any ``(n,)`` for ``n=None``)."""
+    """Integer labels (from :func:`_as_labels`) in ``[0, num_classes)`` of shape ``(n,)`` (any
+    ``(n,)`` for ``n=None``)."""
     if labels.ndim != 1 or (n is not None and labels.shape != (n,)):
         want = "(n,)" if n is None else f"({n},) to match the logits"
         raise ValueError(f"labels must have shape {want}, got {labels.shape}")
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
     if _concrete(labels) and labels.size:
         # NumPy, not jnp: inside a jit trace jnp ops on constants return tracers.
         low, high = int(np.min(np.asarray(labels))), int(np.max(np.asarray(labels)))
@@ -168,8 +168,16 @@ def soft_targets(
     """
     logits = _check_logits("logits", logits, form)
     _check_temperature(temperature, logits.dtype)
-    scaled = logits / temperature
-    return jax.nn.softmax(scaled, axis=-1) if form == "softmax" else jax.nn.sigmoid(scaled)
+    if form == "sigmoid":
+        return jax.nn.sigmoid(logits / temperature)
+    # shifted by the row maximum before dividing: z / T may overflow, (z - max z) / T only
+    # towards -inf, whose probability 0 is right
+    return jax.nn.softmax(_shift_to_max(logits) / temperature, axis=-1)
+
+
+def _shift_to_max(z: jax.Array) -> jax.Array:
+    """``z - max(z)`` per row (the last axis); a softmax is unchanged by the shift."""
+    return z - jnp.max(z, axis=-1, keepdims=True)
 
 
 def smooth_labels(
@@ -190,7 +198,7 @@ def smooth_labels(
             in ``[0, num_classes)``, or ``label_smoothing`` outside ``[0, 1)``.
     """
     _check_int("num_classes", num_classes, minimum=2)
-    labels = _check_labels(jnp.asarray(labels), None, num_classes)
+    labels = _check_labels(_as_labels("labels", labels), None, num_classes)
     _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
     one_hot = jax.nn.one_hot(labels, num_classes)
     return (1.0 - label_smoothing) * one_hot + label_smoothing / num_classes
@@ -346,7 +354,7 @@ def cross_entropy(
     """
     logits = _check_logits("logits", logits, form)
     num_classes = logits.shape[1] if form == "softmax" else 2
-    labels = _check_labels(jnp.asarray(labels), logits.shape[0], num_classes)
+    labels = _check_labels(_as_labels("labels", labels), logits.shape[0], num_classes)
     targets = _hard_probs(labels, num_classes, label_smoothing, form)
     return _check_no_overflow(
         jnp.mean(_cross_entropy_rows(logits, targets, form)), "cross_entropy of these logits"
@@ -375,7 +383,7 @@ def _check_kd_inputs(
             f"{student.shape} and {teacher.shape}"
         )
     num_classes = student.shape[1] if form == "softmax" else 2
-    labels = _check_labels(jnp.asarray(labels), student.shape[0], num_classes)
+    labels = _check_labels(_as_labels("labels", labels), student.shape[0], num_classes)
     _check_unit_interval("soft_ratio", soft_ratio)
     _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
     _check_temperature(temperature, student.dtype)
@@ -663,8 +671,9 @@ def partial_teacher_logits(
 
     Raises:
         ValueError: for teacher logits that are not finite ``(n, k)``, labels not in
-            ``[0, k)``, ``top_k`` not an integer in ``[0, k - 1]``, or a ``temperature`` not a
-            finite number ``> 0`` whose square its dtype can hold.
+            ``[0, k)``, ``top_k`` not an integer in ``[0, k - 1]``, a ``temperature`` not a
+            finite number ``> 0`` whose square its dtype can hold, or (concrete input) logits
+            whose differences overflow the dtype.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -675,25 +684,32 @@ def partial_teacher_logits(
     """
     teacher = _check_logits("teacher_logits", teacher_logits, "softmax")
     n, k = teacher.shape
-    labels = _check_labels(jnp.asarray(labels), n, k)
+    labels = _check_labels(_as_labels("labels", labels), n, k)
     _check_int("top_k", top_k, minimum=0)
     if top_k > k - 1:
         raise ValueError(
             f"top_k must be an integer in [0, {k - 1}] (the k - 1 wrong classes), got {top_k}"
         )
     _check_temperature(temperature, teacher.dtype)
-    log_p = jax.nn.log_softmax(jax.lax.stop_gradient(teacher) / temperature, axis=-1)
+    # In logit units, T log p_T: (z - max z) - T logsumexp((z - max z) / T). Unlike
+    # T * log_softmax(z / T), neither z / T nor the product can overflow.
+    shifted = _shift_to_max(jax.lax.stop_gradient(teacher))
+    log_p = shifted - temperature * jax.nn.logsumexp(shifted / temperature, -1, keepdims=True)
     true = jax.nn.one_hot(labels, k, dtype=bool)
     wrong = jnp.where(true, -jnp.inf, log_p)
     # rank 0 = the most probable wrong class; the true class ranks last
     rank = jnp.argsort(jnp.argsort(-wrong, axis=-1), axis=-1)
     kept = true | (rank < top_k)
-    rest = jnp.where(kept, -jnp.inf, log_p)
     count = k - 1 - top_k
     if count == 0:
-        return temperature * log_p
-    shared = jax.nn.logsumexp(rest, axis=-1, keepdims=True) - np.log(count)
-    return temperature * jnp.where(kept, log_p, shared)
+        return _check_no_overflow(log_p, "partial_teacher_logits")
+    # T log(mean of p_T over the rest), shifted by the rest's largest log_p, as above
+    rest = jnp.where(kept, -jnp.inf, log_p)
+    top = jnp.max(rest, axis=-1, keepdims=True)
+    spread = jax.nn.logsumexp((rest - top) / temperature, -1, keepdims=True) - np.log(count)
+    return _check_no_overflow(
+        jnp.where(kept, log_p, top + temperature * spread), "partial_teacher_logits"
+    )
 
 
 def logit_matching_loss(
@@ -740,7 +756,7 @@ def accuracy(logits: ArrayLike, labels: ArrayLike, *, form: str = "softmax") -> 
     """
     logits = _check_logits("logits", logits, form)
     num_classes = logits.shape[1] if form == "softmax" else 2
-    labels = _check_labels(jnp.asarray(labels), logits.shape[0], num_classes)
+    labels = _check_labels(_as_labels("labels", labels), logits.shape[0], num_classes)
     if form == "softmax":
         predicted = jnp.argmax(logits, axis=-1)
     else:

@@ -62,8 +62,8 @@ from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import check_square_fits as _check_square_fits
+from kdbook._scaling import unit_scale
 from kdbook.functional import Apply, Functional, Params, as_pytree, output_shape, row_outputs
-from kdbook.theory._scaling import unit_scale
 
 __all__ = ["METHODS", "InfiniteKernels", "empirical_ntk", "infinite_kernels", "two_layer_ntk"]
 

@@ -157,7 +157,7 @@ CASES = {
     ),
     "flip labels float": (
         lambda: kd.flip_labels(np.array([0.0, 1.0]), 1.0, key=KEY, num_classes=3),
-        "labels must be integers .*got dtype float",
+        "labels must be integer class indices, got dtype float",
     ),
     "flip labels string": (
         lambda: kd.flip_labels("ab", 1.0, key=KEY, num_classes=3),

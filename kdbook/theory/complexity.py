@@ -13,13 +13,14 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from kdbook._checks import as_float_array as _as_float_array
+from kdbook._checks import as_labels as _as_labels
 from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_nonnegative as _check_nonnegative
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import is_concrete
+from kdbook._scaling import unit_scale
 from kdbook.kernels import kernel_solve
-from kdbook.theory._scaling import unit_scale
 
 
 def kernel_complexity(kernel: ArrayLike, targets: ArrayLike, *, ridge: float = 0.0) -> jax.Array:
@@ -187,7 +188,7 @@ def adjusted_supervision_complexity(
 
 
 def _check_class_outputs(name: str, outputs: ArrayLike, labels: ArrayLike, labels_name: str):
-    outputs, labels = _as_float_array(name, outputs), jnp.asarray(labels)
+    outputs, labels = _as_float_array(name, outputs), _as_labels(labels_name, labels)
     if outputs.ndim != 2 or outputs.shape[1] < 2:
         raise ValueError(
             f"{name} must have shape (n, k) with k >= 2 classes, got shape {outputs.shape}"

@@ -13,6 +13,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from kdbook._checks import as_float_array as _as_float_array
+from kdbook._checks import as_labels as _as_labels
 from kdbook._checks import check_choice as _check_choice
 from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_positive as _check_positive
@@ -143,13 +144,11 @@ def effective_logits(
     """
     _check_choice("convention", convention, CONVENTIONS)
     teacher = _as_float_array("teacher_logits", teacher_logits)
-    labels = jnp.asarray(labels)
+    labels = _as_labels("labels", labels, allow_bool=True)
     if labels.shape != teacher.shape:
         raise ValueError(
             f"labels must have the shape of teacher_logits {teacher.shape}, got {labels.shape}"
         )
-    if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_):
-        raise ValueError(f"labels must be integers in {{0, 1}}, got dtype {labels.dtype}")
     if is_concrete(labels) and labels.size and not np.isin(np.asarray(labels), (0, 1)).all():
         raise ValueError("labels must be 0 or 1 (binary classification)")
     _check_finite("teacher_logits", teacher)

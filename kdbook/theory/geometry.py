@@ -15,7 +15,7 @@ from kdbook._checks import as_float_array as _as_float_array
 from kdbook._checks import check_choice as _check_choice
 from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import is_concrete
-from kdbook.theory._scaling import unit_scale
+from kdbook._scaling import unit_scale
 
 
 class GroupSimilarity(NamedTuple):

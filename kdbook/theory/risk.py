@@ -21,9 +21,9 @@ from kdbook._checks import check_int as _check_int
 from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete
 from kdbook._checks import real_array as _real_array
+from kdbook._scaling import unit_scale
 from kdbook.functional import _angle
 from kdbook.kernels import _check_kernel
-from kdbook.theory._scaling import unit_scale
 
 
 def _as_vector(name: str, value: ArrayLike) -> jax.Array:

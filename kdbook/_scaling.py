@@ -1,9 +1,12 @@
-"""Exact power-of-two rescaling for scale-invariant quantities (private to kdbook.theory)."""
+"""Exact power-of-two rescaling for scale-invariant computations (private to kdbook)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from kdbook._checks import is_concrete
 
 
 def unit_scale(x: jax.Array, axis: int | None = None) -> tuple[jax.Array, jax.Array]:
@@ -15,6 +18,13 @@ def unit_scale(x: jax.Array, axis: int | None = None) -> tuple[jax.Array, jax.Ar
     arrays are those of the originals, up to the round-off they had anyway. A zero array (or
     slice) stays zero, with ``e = 0``. ``e`` has ``x``'s rank (``keepdims``), for broadcasting.
     """
+    if is_concrete(x):
+        # In NumPy: XLA on CPU flushes subnormal numbers (below 1.2e-38 in float32) to zero, so
+        # a jnp maximum of all-subnormal entries would be 0; NumPy scales them up exactly.
+        a = np.asarray(x)
+        peak = np.max(np.abs(a), axis=axis, keepdims=True, initial=0.0)
+        _, exponent = np.frexp(peak)
+        return jnp.asarray(np.ldexp(a, -exponent).astype(a.dtype)), jnp.asarray(exponent)
     peak = jnp.max(jnp.abs(x), axis=axis, keepdims=True, initial=0.0)
     _, exponent = jnp.frexp(peak)  # peak = m 2^e with m in [0.5, 1); e = 0 for peak = 0
     return jnp.ldexp(x, -exponent), exponent
