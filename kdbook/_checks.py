@@ -157,6 +157,23 @@ def real_array(name: str, value, *, integer: bool = False) -> np.ndarray:
     return array.astype(np.int64 if integer else np.float64)
 
 
+def as_array(name: str, value) -> jax.Array:
+    """``value`` as a JAX array of real numbers, integers or bools, dtype kept (lists are
+    converted); complex, string and object arrays, and ``None``, are refused."""
+    if isinstance(value, jax.Array):
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be an array of numbers, got {value!r}"[:200]) from None
+    if not (jax.dtypes.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or (
+        jax.dtypes.issubdtype(array.dtype, np.complexfloating)
+    ):
+        raise ValueError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
+    return jnp.asarray(array)
+
+
 def as_labels(name: str, labels, *, allow_bool: bool = False) -> jax.Array:
     """Integer class labels as a JAX array (``allow_bool``: bools too). ``None``, strings, floats
     and values beyond the default integer dtype are refused: ``jnp.asarray`` would wrap labels

@@ -207,27 +207,39 @@ def sample_gaussian_mixture(
         ``(x, y)`` with shapes ``(n, dim)`` and ``(n,)`` (int32).
 
     Raises:
-        ValueError: for a ``mixture`` that is not a :class:`GaussianMixture`, with non-finite
-            means or a ``std`` that is not finite and positive, an ``n`` that is not a positive
-            integer, a ``label_flip`` outside ``[0, 1]``, a ``key`` that is not a JAX PRNG key,
-            or (concrete values) samples that overflow the dtype.
+        ValueError: for a ``mixture`` that is not a :class:`GaussianMixture`, with means that
+            are not a finite ``(modes, dim)`` array, ``mode_labels`` that are not ``(modes,)``
+            integers ``>= 0``, or a ``std`` that is not finite and positive; an ``n`` that is
+            not a positive integer, a ``label_flip`` outside ``[0, 1]``, a ``key`` that is not a
+            JAX PRNG key, or (concrete values) samples that overflow the dtype.
     """
     if not isinstance(mixture, GaussianMixture):
         raise ValueError(
             "mixture must be a GaussianMixture (from make_gaussian_mixture), got "
             f"{type(mixture).__name__}"
         )
-    _check_finite("mixture.means", mixture.means)
+    means = _as_float_array("mixture.means", mixture.means)
+    mode_labels = _as_labels("mixture.mode_labels", mixture.mode_labels)
+    if means.ndim != 2 or mode_labels.shape != means.shape[:1]:
+        raise ValueError(
+            f"mixture must have means (modes, dim) and mode_labels (modes,), one class per mode, "
+            f"got shapes {means.shape} and {mode_labels.shape}"
+        )
+    if means.shape[0] == 0:
+        raise ValueError("mixture must have at least one mode, got means of shape (0, dim)")
+    if _is_concrete(mode_labels) and int(mode_labels.min()) < 0:
+        raise ValueError("mixture.mode_labels must be class indices >= 0, one per mode")
+    _check_finite("mixture.means", means)
     _check_positive("mixture.std", mixture.std)
     _check_int("n", n)
     _check_key("key", key)
     _check_unit_interval("label_flip", label_flip)
     _check_representable("mixture.std", mixture.std, "the samples")
     k_mode, k_noise, k_flip = jax.random.split(key, 3)
-    modes = jax.random.randint(k_mode, (n,), 0, mixture.means.shape[0])
-    noise = jax.random.normal(k_noise, (n, mixture.means.shape[1]))
-    x = mixture.means[modes] + _scale("mixture.std", mixture.std, noise, "the samples")
-    y = mixture.mode_labels[modes].astype(jnp.int32)
+    modes = jax.random.randint(k_mode, (n,), 0, means.shape[0])
+    noise = jax.random.normal(k_noise, (n, means.shape[1]))
+    x = means[modes] + _scale("mixture.std", mixture.std, noise, "the samples")
+    y = mode_labels[modes].astype(jnp.int32)
     if label_flip > 0:
         y = flip_labels(y, label_flip, num_classes=mixture.num_classes, key=k_flip)
     return x, y

@@ -17,6 +17,7 @@ import optax.tree_utils as otu
 from flax import nnx
 
 from kdbook._checks import (
+    as_array,
     as_float_array,
     check_callable,
     check_finite,
@@ -202,19 +203,25 @@ def row_outputs(
     one row per row of ``x``.
 
     Raises:
-        ValueError: as :func:`output_shape`, and for any other output.
+        ValueError: as :func:`output_shape`, and for any other output (another rank, or not a
+            real floating dtype).
     """
     outputs = output_shape(
         apply, params, x, name=name, apply_name=apply_name, params_name=params_name
     )
     if (
         not isinstance(outputs, jax.ShapeDtypeStruct)
-        or outputs.ndim == 0
+        or outputs.ndim not in (1, 2)
         or outputs.shape[0] != x.shape[0]
     ):
         raise ValueError(
             f"{apply_name}({params_name}, x) must return one array of outputs, (n,) or (n, k), "
             f"one row per input; on {name} of {x.shape[0]} rows it returned {outputs}"
+        )
+    if not jax.dtypes.issubdtype(outputs.dtype, np.floating):
+        raise ValueError(
+            f"{apply_name}({params_name}, x) must return real floating outputs (they are "
+            f"differentiated), got dtype {outputs.dtype}"
         )
     return outputs
 
@@ -406,6 +413,9 @@ def tree_stack(trees: list[Params]) -> Params:
         )
     for tree in trees[1:]:
         _check_same_structure(trees[0], tree)
+    for i, tree in enumerate(trees):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            as_array(f"trees[{i}]{jax.tree_util.keystr(path)}", leaf)
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 

@@ -57,14 +57,17 @@ ACTIVATIONS = {
 PARAMETERIZATIONS = ("ntk", "standard")
 
 
-def _check_inputs(x, in_features: int, name: str = "x") -> None:
-    """``x`` must be ``(n, in_features)``: n inputs of the network's input dimension."""
+def _check_inputs(x, in_features: int, name: str = "x") -> jax.Array:
+    """``x`` as a float array, which must be ``(n, in_features)``: n inputs of the network's
+    input dimension (lists are converted; complex, string and object arrays are refused)."""
+    x = _as_float_array(name, x)
     if jnp.ndim(x) != 2 or jnp.shape(x)[1] != in_features:
         raise ValueError(
             f"{name} must have shape (n, {in_features}) (n inputs of dimension in_features="
             f"{in_features}), got shape {jnp.shape(x)}"
         )
     _check_finite(name, x)
+    return x
 
 
 def _check_rngs(rngs) -> None:
@@ -128,7 +131,7 @@ class Dense(nnx.Module):
             self.bias = None
 
     def __call__(self, h: jax.Array) -> jax.Array:
-        _check_inputs(h, self.kernel.shape[0], name="h")
+        h = _check_inputs(h, self.kernel.shape[0], name="h")
         if self.parameterization == "ntk":
             out = self.w_scale * (h @ self.kernel[...])
             return out if self.bias is None else out + self.b_scale * self.bias[...][None, :]
@@ -209,7 +212,7 @@ class MLP(nnx.Module):
         self.layers = nnx.List(layers) if hasattr(nnx, "List") else layers
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        _check_inputs(x, self.layers[0].kernel.shape[0])
+        x = _check_inputs(x, self.layers[0].kernel.shape[0])
         phi = ACTIVATIONS[self.activation]
         h = x
         for layer in self.layers[:-1]:
@@ -286,7 +289,7 @@ class TwoLayerNet(nnx.Module):
         self.width = width
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        _check_inputs(x, self.hidden.kernel.shape[0])
+        x = _check_inputs(x, self.hidden.kernel.shape[0])
         return jax.nn.relu(self.hidden(x)) @ self.output_weights[...] / math.sqrt(self.width)
 
     def dense_chain(self) -> DenseChain:
@@ -380,7 +383,7 @@ class CNN(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         height, width, depth = self.image_shape
-        _check_inputs(x, height * width * depth)
+        x = _check_inputs(x, height * width * depth)
         phi = ACTIVATIONS[self.activation]
         h = x.reshape(x.shape[0], height, width, depth)
         for kernel in self.filters:
@@ -452,7 +455,7 @@ class Linear(nnx.Module):
         self.weight = nnx.Param(weight)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        _check_inputs(x, self.weight.shape[0])
+        x = _check_inputs(x, self.weight.shape[0])
         return x @ self.weight[...]
 
 

@@ -197,6 +197,8 @@ def _validate_inputs(x1, x2) -> tuple[jax.Array, jax.Array | None]:
         )
     if jnp.shape(x1)[0] == 0 or (x2 is not None and jnp.shape(x2)[0] == 0):
         raise ValueError("x1 and x2 must contain at least one input each")
+    if jnp.shape(x1)[1] == 0:
+        raise ValueError(f"x1 must have d >= 1 features per input, got shape {jnp.shape(x1)}")
     return x1, x2
 
 
@@ -277,6 +279,10 @@ def empirical_ntk(
     """
     _check_callable("apply", apply, what="apply(params, x) -> outputs")
     _check_float_leaves("params", params, why=_FLOAT_PARAMS)
+    if not jax.tree.leaves(params):
+        raise ValueError(
+            "params holds no arrays: the NTK differentiates apply with respect to them"
+        )
     x1, x2 = _validate_inputs(x1, x2)
     _check_bool("trace", trace)
     _check_bool("shard", shard)

@@ -179,10 +179,15 @@ def _mask_leaves(reference, mask, *, ref_name: str) -> list:
     return leaves
 
 
-def _concrete(name: str, leaves: list) -> list[np.ndarray]:
+def _concrete(name: str, leaves: list, *, real: bool = False) -> list[np.ndarray]:
+    """The leaves as NumPy arrays (``real``: of real numbers, as scores must be)."""
     if not is_concrete(*leaves):
         raise ValueError(f"{name} must be concrete arrays: build masks outside jax.jit/vmap")
-    return [np.asarray(leaf) for leaf in leaves]
+    arrays = [np.asarray(leaf) for leaf in leaves]
+    for array in arrays if real else ():
+        if array.dtype.kind not in "iuf":
+            raise ValueError(f"{name} must be arrays of real numbers, got dtype {array.dtype}")
+    return arrays
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -374,7 +379,7 @@ def magnitude_mask(
     current = None if mask is None else _mask_leaves(scores, mask, ref_name="scores")
     selected = _selection(scores, prunable)
     labels = _group_leaves(scores, groups, selected, paths)
-    leaves = _concrete("scores", leaves)
+    leaves = _concrete("scores", leaves, real=True)
     current = (
         [np.ones(leaf.shape, dtype=bool) for leaf in leaves]
         if current is None
@@ -550,7 +555,7 @@ def neuron_mask(
         raise ValueError(f"axis must be an integer, got {axis!r}")
     paths, leaves, _ = _flatten(scores)
     selected = _selection(scores, prunable)
-    leaves = _concrete("scores", leaves)
+    leaves = _concrete("scores", leaves, real=True)
     out = []
     for path, leaf, chosen in zip(paths, leaves, selected, strict=True):
         shape = _shape(leaf)

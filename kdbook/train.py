@@ -31,7 +31,14 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from kdbook._checks import as_float_array, check_bool, check_callable, check_finite, is_concrete
+from kdbook._checks import (
+    as_array,
+    as_float_array,
+    check_bool,
+    check_callable,
+    check_finite,
+    is_concrete,
+)
 from kdbook._checks import check_int as _check_int
 from kdbook._checks import check_key as _check_key
 from kdbook._checks import real_array as _real_array
@@ -61,13 +68,15 @@ class FitResult(NamedTuple):
     best_step: int | None
 
 
-def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
+def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> tuple[tuple, int]:
+    """``data`` as a tuple of arrays, checked, and its number of examples."""
     if not isinstance(data, tuple | list) or len(data) == 0:
         got = f"an array of shape {jnp.shape(data)}" if hasattr(data, "shape") else repr(data)
         raise ValueError(
             f"data must be a non-empty tuple (x, *targets) of arrays, got {got[:80]}; for "
             "inputs alone pass (x,)"
         )
+    data = tuple(as_array(f"data[{i}]", a) for i, a in enumerate(data))
     sizes = {int(jnp.shape(a)[0]) if jnp.ndim(a) else -1 for a in data}
     if len(sizes) != 1 or -1 in sizes:
         shapes = [jnp.shape(a) for a in data]
@@ -91,7 +100,7 @@ def _check_data(data: Sequence[jax.Array], batch_size: int | None, key) -> int:
             raise ValueError("minibatch training (batch_size set) needs a PRNG key: pass key=...")
     if key is not None:
         _check_key("key", key)
-    return n
+    return data, n
 
 
 def _check_optimizer(name: str, optimizer) -> None:
@@ -272,8 +281,7 @@ def train_scan(
         >>> losses.shape
         (5,)
     """
-    n = _check_data(data, batch_size, key)
-    data = tuple(data)
+    data, n = _check_data(data, batch_size, key)
     _check_int("steps", steps, minimum=0)
     _preflight(apply, params, data, loss)
     step = _make_step(apply, loss, optimizer, n, batch_size)
@@ -377,8 +385,7 @@ def fit(
         FloatingPointError: if the training loss becomes NaN or infinite (lower the learning
             rate), or the metric early stopping monitors does.
     """
-    n = _check_data(data, batch_size, key)
-    data = tuple(data)
+    data, n = _check_data(data, batch_size, key)
     return _loop(
         apply,
         params,
@@ -772,7 +779,7 @@ def online_distill(
         )
     checkpoints = [jax.lax.stop_gradient(teacher[i]) for i in range(m)]
     data = (x, checkpoints[0], labels)
-    n = _check_data(data, fit_options.get("batch_size"), fit_options.get("key"))
+    (x, _, labels), n = _check_data(data, fit_options.get("batch_size"), fit_options.get("key"))
     loss = _kd_objective(soft_ratio, temperature, form, convention, label_smoothing)
     result = _loop(
         apply,

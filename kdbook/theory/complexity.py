@@ -328,6 +328,12 @@ def supervision_bound_terms(
             f"targets must have the shape of outputs {outputs.shape}, got {targets.shape}"
         )
     _check_finite("targets", targets)
+    n = outputs.shape[0]
+    if jnp.shape(kernel) != (n, n):
+        raise ValueError(
+            f"kernel must have shape ({n}, {n}), the student's kernel on the n={n} training "
+            f"inputs (the rows of outputs), got shape {jnp.shape(kernel)}"
+        )
     centred = targets - jnp.mean(targets, axis=1, keepdims=True)
     if is_concrete(centred) and not bool(jnp.any(centred != 0)):
         raise ValueError("targets must differ between classes: every row of targets is constant")

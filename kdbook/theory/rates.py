@@ -24,7 +24,8 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
     Raises:
         ValueError: for sequences that are not numbers, not 1-D or of different lengths or
             shorter than 2, entries that are not positive and finite, an ``x`` whose entries
-            are all equal (the slope is undefined), or a constant :math:`C` beyond float64.
+            are all equal (the slope is undefined), or a constant :math:`C` beyond float64's
+            range (too large or too small).
     """
     x, y = _real_array("x", x), _real_array("y", y)
     if x.shape != y.shape or x.ndim != 1 or x.size < 2:
@@ -45,6 +46,11 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
     if intercept > np.log(np.finfo(np.float64).max):
         raise ValueError(
             f"the constant C = exp({intercept:.6g}) of the fit overflows float64: rescale x "
+            "(the fit extrapolates to x = 1)"
+        )
+    if intercept < np.log(np.finfo(np.float64).tiny):
+        raise ValueError(
+            f"the constant C = exp({intercept:.6g}) of the fit underflows float64: rescale x "
             "(the fit extrapolates to x = 1)"
         )
     return float(slope), float(np.exp(intercept))

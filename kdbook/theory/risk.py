@@ -300,19 +300,21 @@ def risk_bound(
     _check_bool("return_theta", return_theta)
     thetas = np.linspace(0.0, np.pi / 2, int(num_thetas))
     if callable(p):
-        near, far = (np.asarray(p(t), dtype=np.float64) for t in (thetas, np.pi / 2 - thetas))
-        if near.shape != thetas.shape:
-            raise ValueError(
-                f"p must map an array of angles to an array of the same shape, got {near.shape} "
-                f"for {thetas.shape}"
-            )
+        near, far = (_real_array("p(theta)", p(t)) for t in (thetas, np.pi / 2 - thetas))
+        for values in (near, far):
+            if values.shape != thetas.shape:
+                raise ValueError(
+                    f"p must map an array of angles to an array of the same shape, got "
+                    f"{values.shape} for {thetas.shape}"
+                )
     else:
-        samples = np.sort(_real_array("p", p))
+        samples = _real_array("p", p)
         if samples.ndim != 1 or samples.size == 0:
             raise ValueError(
                 f"p must be a callable or a non-empty 1-D array of boundary angles, got shape "
                 f"{samples.shape}"
             )
+        samples = np.sort(samples)
         _check_finite("p", samples)
         if samples[0] < 0 or samples[-1] > np.pi / 2 + 1e-6:
             raise ValueError("boundary angles in p must lie in [0, pi/2]")
