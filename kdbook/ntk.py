@@ -281,7 +281,8 @@ def empirical_ntk(
     _check_float_leaves("params", params, why=_FLOAT_PARAMS)
     if not jax.tree.leaves(params):
         raise ValueError(
-            "params holds no arrays: the NTK differentiates apply with respect to them"
+            f"params holds no arrays (got {params!r}"[:120]
+            + "): the NTK differentiates apply with respect to them"
         )
     x1, x2 = _validate_inputs(x1, x2)
     _check_bool("trace", trace)
