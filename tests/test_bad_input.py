@@ -636,6 +636,59 @@ CASES = {
         lambda: kd.end_to_end({"layers": {0: {"weight": [["a"]]}}}),
         r"params\['layers'\]\[0\]\['weight'\] must be an array of real numbers",
     ),
+    "cross_entropy labels beyond int32": (
+        lambda: kd.cross_entropy(LOGITS[:2], np.array([2**32, 1])),
+        r"labels hold values in \[1, 4294967296\], beyond int32",
+    ),
+    "kd_loss labels None": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, None, **KD),
+        "labels must be an array of integer class labels, got None",
+    ),
+    "accuracy string labels": (
+        lambda: kd.accuracy(LOGITS, np.array(["0", "1", "0", "1"])),
+        "labels must be integer class indices, got dtype <U1",
+    ),
+    "kd_loss temperature '2' (a string)": (
+        lambda: kd.kd_loss(LOGITS, LOGITS, Y, soft_ratio=0.5, temperature="2"),
+        "temperature must be a number, got the string '2'",
+    ),
+    "smooth_labels label_smoothing complex": (
+        lambda: kd.smooth_labels(Y, 2, label_smoothing=0.1j),
+        "label_smoothing must be a real number, got the complex",
+    ),
+    "partial_teacher_logits differences overflow": (
+        lambda: kd.partial_teacher_logits(jnp.array([[3e38, -3e38, 0.0]]), jnp.array([1])),
+        "partial_teacher_logits overflows float32",
+    ),
+    "MLP complex x": (lambda: APPLY(PARAMS, X * 1j), "x must be an array of real numbers"),
+    "Linear string x": (
+        lambda: kd.Linear(3)(np.array([["a", "b", "c"]])),
+        "x must be an array of real numbers",
+    ),
+    "fit string targets": (
+        lambda: _fit(data=([[1.0, 2.0, 3.0]], ["a"])),
+        r"data\[1\] must be an array of real numbers",
+    ),
+    "empirical_ntk (n, k, 1) outputs": (
+        lambda: kd.empirical_ntk(lambda p, x: APPLY(p, x)[:, :, None], PARAMS, X),
+        r"must return one array of outputs, \(n,\) or \(n, k\)",
+    ),
+    "empirical_ntk integer outputs": (
+        lambda: kd.empirical_ntk(lambda p, x: APPLY(p, x).astype(jnp.int32), PARAMS, X),
+        "must return real floating outputs",
+    ),
+    "empirical_ntk x of 0 features": (
+        lambda: kd.empirical_ntk(APPLY, PARAMS, jnp.ones((4, 0))),
+        "x1 must have d >= 1 features",
+    ),
+    "tree_stack string leaves": (
+        lambda: kd.tree_stack([{"a": "x"}, {"a": "y"}]),
+        r"trees\[0\]\['a'\] must be an array of real numbers",
+    ),
+    "tree_norm overflows float16": (
+        lambda: kd.tree_norm({"a": np.array([60000, 60000], np.float16)}),
+        "tree_norm overflows float16",
+    ),
     "codistill labels out of range": (
         lambda: kd.codistill(APPLY, PARAMS, APPLY, PARAMS, X, Y + 5, **KD, **_no_loss(FIT)),
         r"labels must lie in \[0, 1\]",
@@ -690,6 +743,34 @@ def test_labels_none_at_soft_ratio_one_is_distillation_on_an_unlabelled_transfer
     np.testing.assert_array_equal(online.history["loss"], labelled.history["loss"])
 
 
+def test_soft_targets_and_partial_teachers_at_tiny_temperatures_reach_their_limits():
+    # z / T overflows float32 (1e40); the limits are one-hot targets and finite logits
+    np.testing.assert_array_equal(kd.soft_targets([[1e30, 0.0]], temperature=1e-10), [[1, 0]])
+    partial = kd.partial_teacher_logits(
+        jnp.array([[1e30, 0.0, 0.0]]), jnp.array([1]), temperature=1e-10
+    )
+    # T log p_T: the true class keeps z - max z; the two wrong classes share p = (1 + 0) / 2
+    np.testing.assert_allclose(
+        partial, [[-1e-10 * np.log(2), -1e30, -1e-10 * np.log(2)]], rtol=1e-6
+    )
+    # at moderate temperatures the shifted form is the textbook one
+    z = np.asarray(LOGITS, np.float64)
+    for t in (0.5, 3.0):
+        log_p = z / t - np.log(np.exp(z / t).sum(1, keepdims=True))
+        np.testing.assert_allclose(
+            kd.partial_teacher_logits(LOGITS, Y, top_k=2, temperature=t), t * log_p, rtol=1e-5
+        )
+
+
+def test_angles_of_subnormal_vectors_are_those_of_the_vectors():
+    """XLA on CPU flushes numbers below 1.2e-38 (float32) to zero; the angle functions rescale
+    concrete input in NumPy first, so tiny vectors keep their direction."""
+    tiny = np.array([1e-40, 1e-40], np.float32), np.array([1e-40, 1e-41], np.float32)
+    reference = np.arccos(1.1 / np.sqrt(2 * 1.01))  # the same vectors scaled by 1e40
+    np.testing.assert_allclose(kd.theory.vector_angle(*tiny), reference, rtol=1e-4)
+    np.testing.assert_allclose(kd.tree_angle({"a": tiny[0]}, {"a": tiny[1]}), reference, rtol=1e-4)
+
+
 def test_valid_edge_cases_still_work():
     """What the checks must not refuse: integer inputs are converted, tiny and huge but
     representable values are kept, NumPy integers are integers."""
@@ -714,6 +795,10 @@ def test_valid_edge_cases_still_work():
     np.testing.assert_allclose(
         kd.cross_entropy(bf16, Y), kd.cross_entropy(bf16.astype(jnp.float32), Y), rtol=1e-2
     )
+    mlp = kd.MLP(3, depth=1, width=4, out_features=2, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(mlp([[1.0, 2.0, 3.0]]), mlp(jnp.array([[1.0, 2.0, 3.0]])))
+    listed = _fit(data=(np.asarray(X).tolist(), np.asarray(Y).tolist()))  # lists are arrays
+    np.testing.assert_array_equal(listed.history["loss"], _fit().history["loss"])
     shape_array = kd.CNN(np.array([4, 4, 1]), channels=(2,), out_features=3, rngs=nnx.Rngs(0))
     assert shape_array.image_shape == (4, 4, 1)
     np.testing.assert_allclose(kd.cross_entropy(np.zeros((2, 4), int), Y[:2]), np.log(4), rtol=1e-6)

@@ -247,6 +247,54 @@ CASES = {
         lambda: kd.digits_split(key=KEY, n_train=10, n_test=True),
         "n_test must be an integer >= 1, got True",
     ),
+    "mixture mode_labels shorter than means": (
+        lambda: kd.sample_gaussian_mixture(MIXTURE._replace(mode_labels=np.arange(1)), 5, key=KEY),
+        r"mixture must have means \(modes, dim\) and mode_labels \(modes,\)",
+    ),
+    "mixture 1-D means": (
+        lambda: kd.sample_gaussian_mixture(MIXTURE._replace(means=np.zeros(2)), 5, key=KEY),
+        r"mixture must have means \(modes, dim\)",
+    ),
+    "flip labels beyond int32": (
+        lambda: kd.flip_labels(np.array([2**32, 1]), 0.0, key=KEY, num_classes=2),
+        "labels hold values in .* beyond int32",
+    ),
+    "margin labels beyond int32": (
+        lambda: th.multiclass_margin(OUT, np.array([2**32 + 2, 1, 0, 1])),
+        "labels hold values in .* beyond int32",
+    ),
+    "kernel_solve ridge '0.1' (a string)": (
+        lambda: kd.kernel_solve(K, Y, ridge="0.1"),
+        "ridge must be a number, got the string",
+    ),
+    "dynamics learning_rate '0.5' (a string)": (
+        lambda: _dynamics(learning_rate="0.5"),
+        "learning_rate must be a number, got the string",
+    ),
+    "infinite_kernels w_std '1' (a string)": (
+        lambda: kd.infinite_kernels(X4, depth=1, w_std="1"),
+        "w_std must be a number, got the string",
+    ),
+    "risk_bound p a scalar": (
+        lambda: th.risk_bound(5, 1.0),
+        r"p must be a callable or a non-empty 1-D array of boundary angles, got shape \(\)",
+    ),
+    "risk_bound p returning strings": (
+        lambda: th.risk_bound(5, lambda t: np.array(["a"] * t.size)),
+        r"p\(theta\) must hold real numbers",
+    ),
+    "power law constant underflows": (
+        lambda: th.fit_power_law([1e100, 1e101], [1.0, 1e200]),
+        "the constant C = .* underflows float64",
+    ),
+    "bound terms kernel of another size": (
+        lambda: th.supervision_bound_terms(OUT, LAB, PROBS, np.eye(2), margin=1.0),
+        r"kernel must have shape \(4, 4\)",
+    ),
+    "magnitude scores complex": (
+        lambda: prune.magnitude_mask({"w": TREE["w"] * 1j}, 0.5),
+        "scores must be arrays of real numbers, got dtype complex",
+    ),
     "bumps logits of 1-D x": (
         lambda: BUMPS.logits(np.zeros(3, np.float32)),
         r"x must have shape \(n, 1\)",
@@ -604,6 +652,18 @@ CASES = {
 def test_bad_input_raises_a_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_spectra_of_kernels_near_the_float32_limits_match_float64():
+    huge = np.array([[2e38, 1e38], [1e38, 2e38]], np.float32)
+    np.testing.assert_allclose(kd.kernel_spectrum(huge)[0], [3e38, 1e38], rtol=1e-6)
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 4))
+    kernel = a @ a.T + np.eye(4)
+    reference = np.linalg.eigvalsh(kernel)[::-1]
+    for scale in (1e-30, 1e30):  # the eigenvalues of scale * K are scale * those of K
+        values = kd.kernel_spectrum((scale * kernel).astype(np.float32))[0]
+        np.testing.assert_allclose(values, scale * reference, rtol=1e-5)
 
 
 def test_masked_optimizer_accepts_any_gradient_transformation():
