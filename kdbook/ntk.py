@@ -667,6 +667,12 @@ def two_layer_ntk(x1: jax.Array, x2: jax.Array | None = None) -> jax.Array:
     converges to :math:`H^\infty` at rate :math:`m^{-1/2}`. It is positive definite when no two
     inputs are parallel (Du et al., 2019). A zero input has kernel 0 with everything.
 
+    **Accuracy.** The angle is computed from the cosine, which float32 holds to about ``1e-7``:
+    for nearly opposite inputs (:math:`\pi - \theta` below about ``1e-3``) the factor
+    :math:`\pi - \theta`, and with it the entry, loses most of its relative accuracy (the
+    absolute error stays below about ``1e-4`` :math:`\lVert x\rVert\lVert x'\rVert`).
+    Compute in float64 (``kdbook.enable_x64()``) where such pairs matter.
+
     Args:
         x1: ``(n1, d)`` inputs.
         x2: ``(n2, d)`` inputs, or ``None`` for ``x1`` (then the result is the Gram matrix).
