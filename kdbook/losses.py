@@ -743,8 +743,9 @@ def logit_matching_loss(
     if form == "sigmoid":
         return _check_no_overflow(_mean_square(student - teacher, 8), "logit_matching_loss")
     diff = student - teacher
-    diff = diff - jnp.mean(diff, axis=-1, keepdims=True)
-    return _check_no_overflow(_mean_square(diff, 2 * student.shape[1]), "logit_matching_loss")
+    return _check_no_overflow(
+        _mean_square(diff, 2 * student.shape[1], centre=True), "logit_matching_loss"
+    )
 
 
 def accuracy(logits: ArrayLike, labels: ArrayLike, *, form: str = "softmax") -> jax.Array:
@@ -811,15 +812,18 @@ def squared_loss(outputs: ArrayLike, targets: ArrayLike) -> jax.Array:
     return _check_no_overflow(_mean_square(outputs - targets, 2), "squared_loss")
 
 
-def _mean_square(diff: jax.Array, divisor: float) -> jax.Array:
+def _mean_square(diff: jax.Array, divisor: float, *, centre: bool = False) -> jax.Array:
     """The mean over examples (axis 0) of the sum over the other axes of ``diff ** 2``, divided
     by ``divisor``. ``diff`` is scaled by a power of two near its largest entry before squaring,
     so the squares overflow only when the result does (e.g. ``diff = 2e19`` in float32). Scaling
     by a power of two is exact: the value is the same, bit for bit, as without it (within the
-    normal range)."""
+    normal range). ``centre``: subtract each row's mean (over the last axis) first, from the
+    scaled entries, so the mean cannot overflow either."""
     largest = jax.lax.stop_gradient(jnp.max(jnp.abs(diff)))
     exponent = jnp.clip(jnp.frexp(largest)[1], -60, 60)  # 2**(+-120) are normal in float32
     one = jnp.ones((), diff.dtype)
     scaled = diff * jnp.ldexp(one, -exponent)
+    if centre:
+        scaled = scaled - jnp.mean(scaled, axis=-1, keepdims=True)
     value = jnp.mean(jnp.sum(scaled**2, axis=tuple(range(1, diff.ndim))))
     return (value / divisor) * jnp.ldexp(one, 2 * exponent)

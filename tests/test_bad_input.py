@@ -791,6 +791,8 @@ def test_valid_edge_cases_still_work():
     np.testing.assert_allclose(
         kd.logit_matching_loss(jnp.array([[2e19, -2e19]]), jnp.zeros((1, 2))), 2e38, rtol=1e-6
     )
+    # a common shift of every logit changes nothing, also when the row mean would overflow
+    assert float(kd.logit_matching_loss(jnp.array([[3e38, 3e38]]), jnp.zeros((1, 2)))) == 0.0
     bf16 = LOGITS.astype(jnp.bfloat16)  # a floating dtype, as on TPUs
     np.testing.assert_allclose(
         kd.cross_entropy(bf16, Y), kd.cross_entropy(bf16.astype(jnp.float32), Y), rtol=1e-2
