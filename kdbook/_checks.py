@@ -150,16 +150,31 @@ def real_array(name: str, value, *, integer: bool = False) -> np.ndarray:
         array = np.asarray(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an array of numbers, got {value!r}"[:200]) from None
-    kinds = "iu" if integer else "iuf"
-    if array.dtype.kind not in kinds:
+    is_integer = array.dtype.kind in "iu"
+    if not (is_integer or (not integer and jax.dtypes.issubdtype(array.dtype, np.floating))):
         allowed = "integers" if integer else "real numbers"
         raise ValueError(f"{name} must hold {allowed}, got dtype {array.dtype}")
-    return array.astype(np.int64 if integer else np.float64)
+    return array.astype(np.int64 if integer else np.float64)  # bfloat16 and float16 too
+
+
+def _check_fits_jax_integers(name: str, array: np.ndarray) -> None:
+    """A NumPy integer array must fit the integer dtype JAX converts it to (int32 unless x64 is
+    enabled): ``jnp.asarray`` would wrap ``2**32 + 1`` to 1 without an error."""
+    if array.dtype.kind in "iu" and array.size:
+        info = np.iinfo(jax.dtypes.canonicalize_dtype(array.dtype))
+        low, high = array.min(), array.max()
+        if low < info.min or high > info.max:
+            raise ValueError(
+                f"{name} hold values in [{low}, {high}], beyond {info.dtype}, the integer "
+                "dtype JAX uses here (kdbook.enable_x64() allows 64-bit integers)"
+            )
 
 
 def as_array(name: str, value) -> jax.Array:
     """``value`` as a JAX array of real numbers, integers or bools, dtype kept (lists are
     converted); complex, string and object arrays, and ``None``, are refused."""
+    if value is None:
+        raise ValueError(f"{name} must be an array of numbers, got None")
     if isinstance(value, jax.Array):
         array = value
     else:
@@ -171,6 +186,8 @@ def as_array(name: str, value) -> jax.Array:
         jax.dtypes.issubdtype(array.dtype, np.complexfloating)
     ):
         raise ValueError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
+    if not isinstance(array, jax.Array):
+        _check_fits_jax_integers(name, array)
     return jnp.asarray(array)
 
 
@@ -187,14 +204,7 @@ def as_labels(name: str, labels, *, allow_bool: bool = False) -> jax.Array:
             raise ValueError(
                 f"{name} must be an array of integer class labels, got {labels!r}"[:200]
             ) from None
-        if array.dtype.kind in "iu" and array.size:
-            info = np.iinfo(jax.dtypes.canonicalize_dtype(array.dtype))
-            low, high = array.min(), array.max()
-            if low < info.min or high > info.max:
-                raise ValueError(
-                    f"{name} hold values in [{low}, {high}], beyond {info.dtype}, the integer "
-                    "dtype JAX uses here (kdbook.enable_x64() allows 64-bit labels)"
-                )
+        _check_fits_jax_integers(name, array)
         labels = array
     dtype = np.dtype(labels.dtype)
     if not (dtype.kind in "iu" or (allow_bool and dtype == np.bool_)):

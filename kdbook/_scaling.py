@@ -22,6 +22,8 @@ def unit_scale(x: jax.Array, axis: int | None = None) -> tuple[jax.Array, jax.Ar
         # In NumPy: XLA on CPU flushes subnormal numbers (below 1.2e-38 in float32) to zero, so
         # a jnp maximum of all-subnormal entries would be 0; NumPy scales them up exactly.
         a = np.asarray(x)
+        if not jax.dtypes.issubdtype(a.dtype, np.floating):
+            a = a.astype(jax.dtypes.canonicalize_dtype(float))  # as jnp.ldexp would promote
         peak = np.max(np.abs(a), axis=axis, keepdims=True, initial=0.0)
         _, exponent = np.frexp(peak)
         return jnp.asarray(np.ldexp(a, -exponent).astype(a.dtype)), jnp.asarray(exponent)

@@ -289,8 +289,8 @@ def tree_norm(a: Params) -> jax.Array:
     Integer and bool leaves are converted to floats.
 
     Raises:
-        ValueError: for leaves that are not real numbers or hold NaN or inf (checked outside
-            ``jax.jit``).
+        ValueError: for leaves that are not real numbers or hold NaN or inf, or a norm beyond
+            the dtype's largest number (checked outside ``jax.jit``).
     """
     a = _float_tree("a", a)
     leaves = jax.tree.leaves(a)
@@ -403,8 +403,9 @@ def tree_stack(trees: list[Params]) -> Params:
     The result can be passed to a function ``jax.vmap``-ed over its first axis.
 
     Raises:
-        ValueError: for ``trees`` that is not a non-empty list, or pytrees that differ in
-            structure or leaf shapes.
+        ValueError: for ``trees`` that is not a non-empty list, pytrees that differ in
+            structure or leaf shapes, or leaves that are not arrays of real numbers, integers,
+            bools or PRNG keys.
     """
     if not isinstance(trees, list | tuple) or not trees:
         raise ValueError(
@@ -415,7 +416,9 @@ def tree_stack(trees: list[Params]) -> Params:
         _check_same_structure(trees[0], tree)
     for i, tree in enumerate(trees):
         for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-            as_array(f"trees[{i}]{jax.tree_util.keystr(path)}", leaf)
+            key = hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+            if not key:  # PRNG keys (e.g. in nnx.state(model)) stack too
+                as_array(f"trees[{i}]{jax.tree_util.keystr(path)}", leaf)
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 

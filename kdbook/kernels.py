@@ -399,7 +399,9 @@ def kernel_spectrum(kernel: ArrayLike) -> tuple[jax.Array, jax.Array]:
 def _eigh(kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``jnp.linalg.eigh`` (ascending) of the kernel scaled by the power of two near its largest
     entry, the eigenvalues scaled back: exact, and free of the overflow (entries near the dtype's
-    largest number) and the flushed subnormals (entries near its smallest) of a direct call."""
+    largest number) and the underflow of intermediate products (entries below about the square
+    root of its smallest normal number) of a direct call. Subnormal entries themselves are
+    flushed to zero by XLA on CPU before any scaling."""
     scaled, exponent = unit_scale(kernel)
     eigenvalues, eigenvectors = jnp.linalg.eigh(scaled)
     return jnp.ldexp(eigenvalues, exponent.reshape(())), eigenvectors

@@ -101,9 +101,10 @@ def min_norm_params(
         Parameters shaped like ``params0``.
 
     Raises:
-        ValueError: for ``apply`` not callable or returning no ``(n,)``/``(n, k)`` array with
-            one row per input, ``params0`` with integer or bool leaves, ``x`` with NaN or inf
-            or that ``apply`` cannot take, targets whose shape differs from the outputs', and as
+        ValueError: for ``apply`` not callable or returning no ``(n,)``/``(n, k)`` array of
+            real floats with one row per input, ``params0`` with integer or bool leaves, ``x``
+            with NaN or inf or that ``apply`` cannot take, targets whose shape differs from the
+            outputs', and as
             :func:`kdbook.kernels.kernel_solve` (non-finite targets, ``ridge < 0``).
         numpy.linalg.LinAlgError: when the NTK cannot be factorised (more outputs to fit than
             parameters, duplicate inputs, or too ill-conditioned for the dtype): add a ridge.

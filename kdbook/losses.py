@@ -820,10 +820,9 @@ def _mean_square(diff: jax.Array, divisor: float, *, centre: bool = False) -> ja
     normal range). ``centre``: subtract each row's mean (over the last axis) first, from the
     scaled entries, so the mean cannot overflow either."""
     largest = jax.lax.stop_gradient(jnp.max(jnp.abs(diff)))
-    exponent = jnp.clip(jnp.frexp(largest)[1], -60, 60)  # 2**(+-120) are normal in float32
-    one = jnp.ones((), diff.dtype)
-    scaled = diff * jnp.ldexp(one, -exponent)
+    exponent = jnp.frexp(largest)[1]
+    scaled = jnp.ldexp(diff, -exponent)  # entries in (-1, 1); ldexp is exact in any dtype
     if centre:
         scaled = scaled - jnp.mean(scaled, axis=-1, keepdims=True)
     value = jnp.mean(jnp.sum(scaled**2, axis=tuple(range(1, diff.ndim))))
-    return (value / divisor) * jnp.ldexp(one, 2 * exponent)
+    return jnp.ldexp(value / divisor, 2 * exponent)

@@ -260,10 +260,11 @@ def empirical_ntk(
         The kernel, ``(n1, n2)`` or ``(n1, n2, k, k)``.
 
     Raises:
-        ValueError: for ``apply`` not callable or returning no ``(n,)``/``(n, k)`` array with
-            one row per input; ``params`` with integer or bool leaves; ``x1``/``x2`` not 2-D
-            finite numbers of one width (integers are converted to floats) or that ``apply``
-            cannot take (the message names ``x1``); ``params`` of another model;
+        ValueError: for ``apply`` (or ``structure``) not callable, or returning no
+            ``(n,)``/``(n, k)`` array of real floats with one row per input; ``params`` with no
+            arrays or with integer or bool leaves; ``x1``/``x2`` not 2-D finite numbers of one
+            width ``d >= 1`` (integers are converted to floats) or that ``apply`` cannot take
+            (the message names ``x1``); ``params`` of another model;
             ``trace``/``shard`` not bools; ``batch_size`` not an integer; an unknown ``method``;
             a kernel that overflows its dtype.
 

@@ -185,7 +185,7 @@ def _concrete(name: str, leaves: list, *, real: bool = False) -> list[np.ndarray
         raise ValueError(f"{name} must be concrete arrays: build masks outside jax.jit/vmap")
     arrays = [np.asarray(leaf) for leaf in leaves]
     for array in arrays if real else ():
-        if array.dtype.kind not in "iuf":
+        if not (array.dtype.kind in "iu" or jax.dtypes.issubdtype(array.dtype, np.floating)):
             raise ValueError(f"{name} must be arrays of real numbers, got dtype {array.dtype}")
     return arrays
 
@@ -370,8 +370,8 @@ def magnitude_mask(
     Raises:
         ValueError: for ``keep`` outside ``(0, 1]``, an unknown ``scope``, no prunable leaf, a
             ``mask`` or ``groups`` that does not match ``scores``, a ``mask`` that is not boolean
-            or keeps only part of a group, non-integer group labels, NaN scores at candidate
-            entries, or traced scores.
+            or keeps only part of a group, non-integer group labels, scores that are not real
+            numbers (complex, bool), NaN scores at candidate entries, or traced scores.
     """
     keep = _check_keep("keep", keep)
     _check_choice("scope", scope, SCOPES)
@@ -548,7 +548,7 @@ def neuron_mask(
 
     Raises:
         ValueError: for ``keep`` outside ``(0, 1]``, an ``axis`` out of range for a prunable leaf,
-            no prunable leaf, or NaN scores.
+            no prunable leaf, scores that are not real numbers (complex, bool), or NaN scores.
     """
     keep = _check_keep("keep", keep)
     if not isinstance(axis, int | np.integer) or isinstance(axis, bool):

@@ -500,6 +500,8 @@ def _loop(
                 ]
             )
         try:
+            if any(isinstance(v, str | bytes) for v in metrics.values()):
+                raise TypeError  # float("0.5") would read a string as a number
             metrics = {name: float(v) for name, v in metrics.items()}
         except (TypeError, ValueError):
             raise ValueError(
@@ -755,7 +757,7 @@ def online_distill(
     _check_fit_options("online_distill", fit_options)
     teacher = as_float_array("teacher_logits", teacher_logits)
     check_finite("teacher_logits", teacher)
-    x = as_float_array("x", x)
+    x = as_array("x", x)
     if teacher.ndim not in (2, 3) or teacher.shape[0] < 1 or teacher.shape[1] != x.shape[0]:
         raise ValueError(
             f"teacher_logits must have shape (m, n) or (m, n, k): the logits of m >= 1 "
@@ -885,7 +887,7 @@ def codistill(
     pair = jax.tree_util.Partial(
         _pair_apply, as_pytree(apply_a, name="apply_a"), as_pytree(apply_b, name="apply_b")
     )
-    x = as_float_array("x", x)
+    x = as_array("x", x)
     if x.ndim == 0:
         raise ValueError(f"x must be an (n, ...) array of inputs, got a scalar {x!r}")
     outputs_a, outputs_b = (

@@ -609,7 +609,7 @@ CASES = {
         "schedule must hold numbers",
     ),
     "fit eval_fn metric a string": (
-        lambda: _fit(eval_fn=lambda p: {"v": "high"}, eval_every=1),
+        lambda: _fit(eval_fn=lambda p: {"v": "0.5"}, eval_every=1),
         "eval_fn must return a dict of real-number metrics",
     ),
     "train_scan opt_state for other params": (
@@ -689,6 +689,10 @@ CASES = {
         lambda: kd.tree_norm({"a": np.array([60000, 60000], np.float16)}),
         "tree_norm overflows float16",
     ),
+    "fit labels beyond int32": (
+        lambda: _fit(data=(X, np.array([2**32 + 1, 1, 0, 1]))),
+        r"data\[1\] hold values in \[0, 4294967297\], beyond int32",
+    ),
     "codistill labels out of range": (
         lambda: kd.codistill(APPLY, PARAMS, APPLY, PARAMS, X, Y + 5, **KD, **_no_loss(FIT)),
         r"labels must lie in \[0, 1\]",
@@ -753,12 +757,20 @@ def test_soft_targets_and_partial_teachers_at_tiny_temperatures_reach_their_limi
     np.testing.assert_allclose(
         partial, [[-1e-10 * np.log(2), -1e30, -1e-10 * np.log(2)]], rtol=1e-6
     )
-    # at moderate temperatures the shifted form is the textbook one
+    # at moderate temperatures the shifted form is the textbook one: T log p_T, the wrong
+    # classes outside the top_k sharing their mean probability
     z = np.asarray(LOGITS, np.float64)
+    wrong = np.ones_like(z, bool)
+    wrong[np.arange(4), np.asarray(Y)] = False
     for t in (0.5, 3.0):
         log_p = z / t - np.log(np.exp(z / t).sum(1, keepdims=True))
         np.testing.assert_allclose(
             kd.partial_teacher_logits(LOGITS, Y, top_k=2, temperature=t), t * log_p, rtol=1e-5
+        )
+        shared = np.log(np.where(wrong, np.exp(log_p), 0).sum(1, keepdims=True) / 2)
+        expected = np.where(wrong, t * shared, t * log_p)  # top_k=0: both wrong classes share
+        np.testing.assert_allclose(
+            kd.partial_teacher_logits(LOGITS, Y, top_k=0, temperature=t), expected, rtol=1e-5
         )
 
 
@@ -797,6 +809,21 @@ def test_valid_edge_cases_still_work():
     np.testing.assert_allclose(
         kd.cross_entropy(bf16, Y), kd.cross_entropy(bf16.astype(jnp.float32), Y), rtol=1e-2
     )
+    # half precision passes the checks and keeps its dtype's answers
+    half = jnp.array([200.0, 0.0], jnp.float16)
+    np.testing.assert_allclose(kd.squared_loss(half, jnp.zeros(2, jnp.float16)), 1e4, rtol=1e-3)
+    np.testing.assert_allclose(
+        kd.fit_power_law(jnp.array([1.0, 2, 4], jnp.bfloat16), [1, 0.5, 0.25]), (-1, 1), rtol=1e-6
+    )
+    scores = {"w": jnp.arange(6.0).reshape(2, 3).astype(jnp.bfloat16)}
+    np.testing.assert_array_equal(kd.prune.magnitude_mask(scores, 0.5)["w"], [[0, 0, 0], [1, 1, 1]])
+    keys = kd.tree_stack([{"k": jax.random.key(0)}, {"k": jax.random.key(1)}])["k"]
+    assert keys.shape == (2,)
+    # integer inputs (token ids) reach the model unconverted, as in fit
+    embed = kd.functionalize(nnx.Embed(5, 2, rngs=nnx.Rngs(0)))
+    ids = jnp.array([0, 1, 4, 2])
+    pair = (lambda p, x: embed[0](p, x), embed[1]) * 2
+    kd.codistill(*pair, ids, Y, **KD, **_no_loss(FIT))
     mlp = kd.MLP(3, depth=1, width=4, out_features=2, rngs=nnx.Rngs(0))
     np.testing.assert_allclose(mlp([[1.0, 2.0, 3.0]]), mlp(jnp.array([[1.0, 2.0, 3.0]])))
     listed = _fit(data=(np.asarray(X).tolist(), np.asarray(Y).tolist()))  # lists are arrays
