@@ -111,19 +111,24 @@ def check_finite(name: str, value) -> None:
             raise ValueError(f"{name} contains {bad} non-finite values (NaN or inf)")
 
 
+def _array(name: str, value):
+    """``value`` as it is if a JAX array, else as a NumPy array; ``None`` and what NumPy cannot
+    read (ragged lists...) are refused."""
+    if value is None:
+        raise ValueError(f"{name} must be an array of numbers, got None")
+    if isinstance(value, jax.Array):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be an array of numbers: {err}") from None
+
+
 def as_float_array(name: str, value) -> jax.Array:
     """``value`` as a JAX array of a floating dtype: integer and bool arrays become the default
     float dtype (float32, or float64 under :func:`kdbook.enable_x64`); complex, string and object
     arrays, and ``None``, are refused."""
-    if value is None:
-        raise ValueError(f"{name} must be an array of numbers, got None")
-    if isinstance(value, jax.Array):
-        array = value
-    else:
-        try:
-            array = np.asarray(value)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be an array of numbers: {err}") from None
+    array = _array(name, value)
     dtype = array.dtype
     if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
         return jax.numpy.asarray(array, dtype=jax.dtypes.canonicalize_dtype(float))
@@ -172,16 +177,9 @@ def _check_fits_jax_integers(name: str, array: np.ndarray) -> None:
 
 def as_array(name: str, value) -> jax.Array:
     """``value`` as a JAX array of real numbers, integers or bools, dtype kept (lists are
-    converted); complex, string and object arrays, and ``None``, are refused."""
-    if value is None:
-        raise ValueError(f"{name} must be an array of numbers, got None")
-    if isinstance(value, jax.Array):
-        array = value
-    else:
-        try:
-            array = np.asarray(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be an array of numbers, got {value!r}"[:200]) from None
+    converted); complex, string and object arrays, ``None``, and NumPy integers beyond JAX's
+    integer dtype are refused."""
+    array = _array(name, value)
     if not (jax.dtypes.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or (
         jax.dtypes.issubdtype(array.dtype, np.complexfloating)
     ):
