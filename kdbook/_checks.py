@@ -137,6 +137,11 @@ def as_float_array(name: str, value) -> jax.Array:
     return jax.numpy.asarray(array)
 
 
+def is_real_dtype(dtype) -> bool:
+    """Integers and floating dtypes (float16/32/64, bfloat16); not bools, complex or strings."""
+    return np.dtype(dtype).kind in "iu" or jax.dtypes.issubdtype(dtype, np.floating)
+
+
 def _holds_bool(value) -> bool:
     if isinstance(value, list | tuple):
         return any(_holds_bool(entry) for entry in value)
@@ -151,12 +156,8 @@ def real_array(name: str, value, *, integer: bool = False) -> np.ndarray:
         raise TypeError(f"{name} must be concrete (a list or NumPy array), not a traced value")
     if value is None or _holds_bool(value):
         raise ValueError(f"{name} must hold numbers, got {value!r}"[:200])
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers, got {value!r}"[:200]) from None
-    is_integer = array.dtype.kind in "iu"
-    if not (is_integer or (not integer and jax.dtypes.issubdtype(array.dtype, np.floating))):
+    array = np.asarray(_array(name, value))
+    if not (is_real_dtype(array.dtype) and (array.dtype.kind in "iu" or not integer)):
         allowed = "integers" if integer else "real numbers"
         raise ValueError(f"{name} must hold {allowed}, got dtype {array.dtype}")
     return array.astype(np.int64 if integer else np.float64)  # bfloat16 and float16 too
@@ -180,9 +181,7 @@ def as_array(name: str, value) -> jax.Array:
     converted); complex, string and object arrays, ``None``, and NumPy integers beyond JAX's
     integer dtype are refused."""
     array = _array(name, value)
-    if not (jax.dtypes.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or (
-        jax.dtypes.issubdtype(array.dtype, np.complexfloating)
-    ):
+    if not (is_real_dtype(array.dtype) or array.dtype == np.bool_):
         raise ValueError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
     if not isinstance(array, jax.Array):
         _check_fits_jax_integers(name, array)
@@ -195,15 +194,9 @@ def as_labels(name: str, labels, *, allow_bool: bool = False) -> jax.Array:
     of ``2**32`` and more to small classes without an error in float32 mode (int32)."""
     if labels is None:
         raise ValueError(f"{name} must be an array of integer class labels, got None")
+    labels = _array(name, labels)
     if not isinstance(labels, jax.Array):
-        try:
-            array = np.asarray(labels)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{name} must be an array of integer class labels, got {labels!r}"[:200]
-            ) from None
-        _check_fits_jax_integers(name, array)
-        labels = array
+        _check_fits_jax_integers(name, labels)
     dtype = np.dtype(labels.dtype)
     if not (dtype.kind in "iu" or (allow_bool and dtype == np.bool_)):
         allowed = "integers or bools" if allow_bool else "integer class indices"

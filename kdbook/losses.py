@@ -65,6 +65,7 @@ from kdbook._checks import check_no_overflow as _check_no_overflow
 from kdbook._checks import check_positive as _check_positive
 from kdbook._checks import check_unit_interval as _check_unit_interval
 from kdbook._checks import is_concrete as _concrete
+from kdbook._scaling import unit_scale
 
 __all__ = [
     "GradientDecomposition",
@@ -113,9 +114,10 @@ def _check_logits(name: str, logits: ArrayLike, form: str) -> jax.Array:
     return logits
 
 
-def _check_labels(labels: jax.Array, n: int | None, num_classes: int) -> jax.Array:
-    """Integer labels (from :func:`_as_labels`) in ``[0, num_classes)`` of shape ``(n,)`` (any
-    ``(n,)`` for ``n=None``)."""
+def _check_labels(labels, n: int | None, num_classes: int) -> jax.Array:
+    """``labels`` as integer labels (:func:`_as_labels`) in ``[0, num_classes)`` of shape
+    ``(n,)`` (any ``(n,)`` for ``n=None``)."""
+    labels = _as_labels("labels", labels)
     if labels.ndim != 1 or (n is not None and labels.shape != (n,)):
         want = "(n,)" if n is None else f"({n},) to match the logits"
         raise ValueError(f"labels must have shape {want}, got {labels.shape}")
@@ -198,7 +200,7 @@ def smooth_labels(
             in ``[0, num_classes)``, or ``label_smoothing`` outside ``[0, 1)``.
     """
     _check_int("num_classes", num_classes, minimum=2)
-    labels = _check_labels(_as_labels("labels", labels), None, num_classes)
+    labels = _check_labels(labels, None, num_classes)
     _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
     one_hot = jax.nn.one_hot(labels, num_classes)
     return (1.0 - label_smoothing) * one_hot + label_smoothing / num_classes
@@ -354,7 +356,7 @@ def cross_entropy(
     """
     logits = _check_logits("logits", logits, form)
     num_classes = logits.shape[1] if form == "softmax" else 2
-    labels = _check_labels(_as_labels("labels", labels), logits.shape[0], num_classes)
+    labels = _check_labels(labels, logits.shape[0], num_classes)
     targets = _hard_probs(labels, num_classes, label_smoothing, form)
     return _check_no_overflow(
         jnp.mean(_cross_entropy_rows(logits, targets, form)), "cross_entropy of these logits"
@@ -383,7 +385,7 @@ def _check_kd_inputs(
             f"{student.shape} and {teacher.shape}"
         )
     num_classes = student.shape[1] if form == "softmax" else 2
-    labels = _check_labels(_as_labels("labels", labels), student.shape[0], num_classes)
+    labels = _check_labels(labels, student.shape[0], num_classes)
     _check_unit_interval("soft_ratio", soft_ratio)
     _check_unit_interval("label_smoothing", label_smoothing, closed_right=False)
     _check_temperature(temperature, student.dtype)
@@ -684,7 +686,7 @@ def partial_teacher_logits(
     """
     teacher = _check_logits("teacher_logits", teacher_logits, "softmax")
     n, k = teacher.shape
-    labels = _check_labels(_as_labels("labels", labels), n, k)
+    labels = _check_labels(labels, n, k)
     _check_int("top_k", top_k, minimum=0)
     if top_k > k - 1:
         raise ValueError(
@@ -757,7 +759,7 @@ def accuracy(logits: ArrayLike, labels: ArrayLike, *, form: str = "softmax") -> 
     """
     logits = _check_logits("logits", logits, form)
     num_classes = logits.shape[1] if form == "softmax" else 2
-    labels = _check_labels(_as_labels("labels", labels), logits.shape[0], num_classes)
+    labels = _check_labels(labels, logits.shape[0], num_classes)
     if form == "softmax":
         predicted = jnp.argmax(logits, axis=-1)
     else:
@@ -819,9 +821,8 @@ def _mean_square(diff: jax.Array, divisor: float, *, centre: bool = False) -> ja
     by a power of two is exact: the value is the same, bit for bit, as without it (within the
     normal range). ``centre``: subtract each row's mean (over the last axis) first, from the
     scaled entries, so the mean cannot overflow either."""
-    largest = jax.lax.stop_gradient(jnp.max(jnp.abs(diff)))
-    exponent = jnp.frexp(largest)[1]
-    scaled = jnp.ldexp(diff, -exponent)  # entries in (-1, 1); ldexp is exact in any dtype
+    scaled, exponent = unit_scale(diff)  # entries in (-1, 1); exact in any dtype
+    exponent = exponent.reshape(())
     if centre:
         scaled = scaled - jnp.mean(scaled, axis=-1, keepdims=True)
     value = jnp.mean(jnp.sum(scaled**2, axis=tuple(range(1, diff.ndim))))

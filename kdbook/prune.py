@@ -60,7 +60,7 @@ from kdbook._checks import check_choice as _check_choice
 from kdbook._checks import check_finite as _check_finite
 from kdbook._checks import check_int as _check_int
 from kdbook._checks import check_key as _check_key
-from kdbook._checks import is_concrete
+from kdbook._checks import is_concrete, is_real_dtype
 from kdbook.functional import Params
 
 __all__ = [
@@ -185,7 +185,7 @@ def _concrete(name: str, leaves: list, *, real: bool = False) -> list[np.ndarray
         raise ValueError(f"{name} must be concrete arrays: build masks outside jax.jit/vmap")
     arrays = [np.asarray(leaf) for leaf in leaves]
     for array in arrays if real else ():
-        if not (array.dtype.kind in "iu" or jax.dtypes.issubdtype(array.dtype, np.floating)):
+        if not is_real_dtype(array.dtype):
             raise ValueError(f"{name} must be arrays of real numbers, got dtype {array.dtype}")
     return arrays
 

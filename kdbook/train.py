@@ -294,10 +294,8 @@ def train_scan(
                 "opt_state must be a state of this optimizer for these params (as returned by "
                 "an earlier train_scan with the same optimizer), got a state of another structure"
             )
-        for path, leaf, want in zip(
-            *zip(*jax.tree_util.tree_leaves_with_path(opt_state), strict=True),
-            jax.tree.leaves(expected),
-            strict=True,
+        for (path, leaf), want in zip(
+            jax.tree_util.tree_leaves_with_path(opt_state), jax.tree.leaves(expected), strict=True
         ):
             got = (np.shape(leaf), jnp.result_type(leaf))
             if got != (want.shape, want.dtype):
@@ -499,14 +497,13 @@ def _loop(
                     :200
                 ]
             )
+        not_real = f"eval_fn must return a dict of real-number metrics, got {metrics!r}"[:200]
+        if any(isinstance(v, str | bytes) for v in metrics.values()):  # float("0.5") reads them
+            raise ValueError(not_real)
         try:
-            if any(isinstance(v, str | bytes) for v in metrics.values()):
-                raise TypeError  # float("0.5") would read a string as a number
             metrics = {name: float(v) for name, v in metrics.items()}
         except (TypeError, ValueError):
-            raise ValueError(
-                f"eval_fn must return a dict of real-number metrics, got {metrics!r}"[:200]
-            ) from None
+            raise ValueError(not_real) from None
         history["eval_step"].append(s)
         for name, value in metrics.items():
             history.setdefault(name, []).append(value)
@@ -620,9 +617,14 @@ def _labels_or_unused(labels, soft_ratio, x) -> jax.Array:
             f"labels=None is allowed only with soft_ratio=1 (no hard-label term), got "
             f"soft_ratio={soft_ratio!r}: pass the (n,) ground-truth labels"
         )
+    return jnp.zeros(_num_examples(x), jnp.int32)
+
+
+def _num_examples(x) -> int:
+    """The length of ``x``'s leading (example) axis; a scalar ``x`` is refused."""
     if np.ndim(x) == 0:
         raise ValueError(f"x must be an (n, ...) array of inputs, got {x!r}"[:200])
-    return jnp.zeros(np.shape(x)[0], jnp.int32)
+    return np.shape(x)[0]
 
 
 def distill(
@@ -888,8 +890,7 @@ def codistill(
         _pair_apply, as_pytree(apply_a, name="apply_a"), as_pytree(apply_b, name="apply_b")
     )
     x = as_array("x", x)
-    if x.ndim == 0:
-        raise ValueError(f"x must be an (n, ...) array of inputs, got a scalar {x!r}")
+    _num_examples(x)
     outputs_a, outputs_b = (
         row_outputs(apply, params, x, apply_name=f"apply_{m}", params_name=f"params_{m}")
         for m, apply, params in (("a", apply_a, params_a), ("b", apply_b, params_b))
